@@ -1,0 +1,140 @@
+"""The aiohttp application: routes, CORS, lifecycle.
+
+``create_app(config)`` builds everything from one validated configuration.  Bayeux is served at
+each configured mount (by default ``/cometd`` and ``/api/v2/notifications``): POST for
+long-polling on the mount and on any one suffix (``/cometd/handshake``, ``/cometd/connect``,
+``/cometd/``), GET for websocket upgrades and JSONP.  Background work (the session sweeper)
+lives in ``cleanup_ctx``; on shutdown held connects are released and websockets closed with
+GOING_AWAY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp_cors
+import structlog
+from aiohttp import WSCloseCode, web
+
+from gateway.config import Config
+from gateway.engines.base import Engine, OverflowPolicy, QueueLimits
+from gateway.engines.memory import MemoryEngine
+from gateway.hub import Hub
+from gateway.security import SecurityPolicy
+from gateway.transports.common import TransportOptions
+from gateway.transports.http import handle_jsonp, handle_post
+from gateway.transports.websocket import handle_websocket
+from protocol import Settings
+
+__all__ = ["CONFIG", "HUB", "create_app", "make_engine", "settings_from"]
+
+log = structlog.get_logger("gateway.app")
+
+HUB = web.AppKey("hub", Hub)
+CONFIG = web.AppKey("config", Config)
+_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
+
+SWEEP_INTERVAL_S = 1.0
+
+
+def settings_from(config: Config) -> Settings:
+    b = config.bayeux
+    return Settings(
+        timeout_ms=b.timeout_ms,
+        interval_ms=b.interval_ms,
+        max_interval_ms=b.max_interval_ms,
+        max_client_timeout_ms=b.max_client_timeout_ms,
+        connection_types=tuple(b.connection_types),
+        trust_client_session=b.trust_client_session,
+        max_sessions_per_browser=b.max_sessions_per_browser,
+        multi_session_interval_ms=b.multi_session_interval_ms,
+        ack_extension=b.ack_extension,
+        validate_ids=b.validate_ids,
+    )
+
+
+def make_engine(config: Config) -> Engine:
+    limits = QueueLimits(
+        max_messages=config.queue.max_messages,
+        overflow=OverflowPolicy(config.queue.overflow),
+    )
+    return MemoryEngine(limits)
+
+
+def create_app(
+    config: Config,
+    *,
+    policy: SecurityPolicy | None = None,
+    engine: Engine | None = None,
+) -> web.Application:
+    app = web.Application(client_max_size=config.server.max_body_bytes)
+    hub = Hub(
+        settings=settings_from(config),
+        engine=engine or make_engine(config),
+        policy=policy,
+        deliver_only_on_connect=config.bayeux.deliver_only_on_connect,
+        duplicate_connect_status=config.bayeux.duplicate_connect_status,
+    )
+    app[HUB] = hub
+    app[CONFIG] = config
+    app[_SOCKETS] = set()
+    options = TransportOptions(
+        max_body_bytes=config.server.max_body_bytes,
+        max_batch=config.server.max_batch,
+        cookie=config.cookie,
+        allow_origins=frozenset(config.cors.allow_origins),
+    )
+
+    async def post(request: web.Request) -> web.StreamResponse:
+        return await handle_post(request, hub, options)
+
+    async def get(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await handle_websocket(request, hub, options, app[_SOCKETS])
+        return await handle_jsonp(request, hub, options)
+
+    cors = aiohttp_cors.setup(app, defaults=_cors_defaults(config))
+    for mount in config.server.mounts:
+        for path in (mount, mount + "/", mount + "/{suffix:[^/]+}"):
+            resource = app.router.add_resource(path)
+            cors.add(resource.add_route("POST", post))
+            cors.add(resource.add_route("GET", get))
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+def _cors_defaults(config: Config) -> dict[str, aiohttp_cors.ResourceOptions]:
+    options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
+        allow_credentials=True,
+        expose_headers="*",
+        allow_headers=tuple(config.cors.allow_headers),
+        allow_methods=["POST", "GET", "OPTIONS"],
+        max_age=config.cors.max_age_s,
+    )
+    return {origin: options for origin in config.cors.allow_origins}
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    hub = app[HUB]
+    await hub.engine.start()
+    sweeper = asyncio.create_task(_sweep(hub))
+    yield
+    sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweeper
+    await hub.close()
+    sockets: set[web.WebSocketResponse] = app[_SOCKETS]
+    for ws in list(sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+    await hub.engine.close()
+
+
+async def _sweep(hub: Hub) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+        try:
+            await hub.sweep()
+        except Exception:
+            log.exception("sweep_failed")

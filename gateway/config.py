@@ -1,0 +1,225 @@
+"""Configuration: one TOML file, environment overrides, validated once at start.
+
+Precedence, lowest first: built-in defaults, the TOML file (``--config`` or ``GATEWAY_CONFIG``),
+environment variables ``GATEWAY_<SECTION>__<KEY>`` (a TOML value: ``30000``, ``true``,
+``["a", "b"]``; anything that is not valid TOML is taken as a string), then explicit overrides
+(command-line flags, tests).  Unknown keys and bad values are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+__all__ = ["Config", "ConfigError", "describe", "load_config"]
+
+ENV_PREFIX = "GATEWAY_"
+
+Port = Annotated[int, Meta(ge=0, le=65535)]
+Positive = Annotated[int, Meta(ge=1)]
+NonNegative = Annotated[int, Meta(ge=0)]
+
+
+class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class ServerConfig(_Section, frozen=True):
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    mounts: list[str] = msgspec.field(default_factory=lambda: ["/cometd", "/api/v2/notifications"])
+    max_body_bytes: Annotated[int, Meta(ge=1024)] = 256 * 1024
+    max_batch: Positive = 100
+    shutdown_timeout_s: Annotated[float, Meta(ge=0)] = 5.0
+    access_log: bool = False
+
+
+class BayeuxConfig(_Section, frozen=True):
+    timeout_ms: NonNegative = 30_000
+    interval_ms: NonNegative = 0
+    max_interval_ms: Positive = 10_000
+    max_client_timeout_ms: NonNegative = 120_000
+    connection_types: list[Literal["websocket", "long-polling", "callback-polling"]] = (
+        msgspec.field(default_factory=lambda: ["websocket", "long-polling", "callback-polling"])
+    )
+    trust_client_session: bool = False
+    max_sessions_per_browser: Positive = 1
+    multi_session_interval_ms: int = 2_000
+    deliver_only_on_connect: bool = False
+    duplicate_connect_status: Annotated[int, Meta(ge=400, le=599)] = 500
+    ack_extension: bool = True
+    validate_ids: bool = True
+
+
+class CookieConfig(_Section, frozen=True):
+    name: str = "BAYEUX_BROWSER"
+    http_only: bool = True
+    secure: bool = False
+    same_site: Literal["", "Lax", "Strict", "None"] = ""
+    domain: str = ""
+    max_age_s: NonNegative | None = None
+
+
+class QueueConfig(_Section, frozen=True):
+    max_messages: Positive = 1000
+    overflow: Literal["disconnect", "drop_oldest", "drop_newest"] = "disconnect"
+
+
+class CorsConfig(_Section, frozen=True):
+    allow_origins: list[str] = msgspec.field(default_factory=list)
+    allow_headers: list[str] = msgspec.field(
+        default_factory=lambda: ["Content-Type", "Authorization", "X-Requested-With"]
+    )
+    max_age_s: NonNegative = 86_400
+
+
+class EngineConfig(_Section, frozen=True):
+    kind: Literal["memory"] = "memory"
+
+
+class LogConfig(_Section, frozen=True):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Config(_Section, frozen=True):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    bayeux: BayeuxConfig = msgspec.field(default_factory=BayeuxConfig)
+    cookie: CookieConfig = msgspec.field(default_factory=CookieConfig)
+    queue: QueueConfig = msgspec.field(default_factory=QueueConfig)
+    cors: CorsConfig = msgspec.field(default_factory=CorsConfig)
+    engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
+    log: LogConfig = msgspec.field(default_factory=LogConfig)
+
+
+HELP: dict[str, str] = {
+    "server.host": "address to listen on",
+    "server.port": "TCP port (0 picks a free one)",
+    "server.mounts": "URL paths where Bayeux is served (each also with any one suffix)",
+    "server.max_body_bytes": "largest HTTP body or websocket message accepted (413 above)",
+    "server.max_batch": "most messages accepted in one request (400 above)",
+    "server.shutdown_timeout_s": "how long a graceful shutdown waits for requests",
+    "server.access_log": "log every HTTP request",
+    "bayeux.timeout_ms": "how long a /meta/connect is held (advice.timeout)",
+    "bayeux.interval_ms": "advised pause between connects (advice.interval)",
+    "bayeux.max_interval_ms": "a session with no connect for interval+this expires",
+    "bayeux.max_client_timeout_ms": "cap on a client's own advice.timeout",
+    "bayeux.connection_types": "transports offered in the handshake reply",
+    "bayeux.trust_client_session": "accept a clientId without its BAYEUX_BROWSER cookie",
+    "bayeux.max_sessions_per_browser": "held long polls per browser cookie before "
+    "multiple-clients advice",
+    "bayeux.multi_session_interval_ms": "interval advised to extra polls (<=0: refuse them)",
+    "bayeux.deliver_only_on_connect": "send events only in connect replies (no piggy-back)",
+    "bayeux.duplicate_connect_status": "HTTP status for a connect replaced by a newer one",
+    "bayeux.ack_extension": "offer CometD's ack extension",
+    "bayeux.validate_ids": "reject message ids that are not alphanumeric",
+    "cookie.name": "name of the browser cookie",
+    "cookie.http_only": "HttpOnly attribute",
+    "cookie.secure": "Secure attribute",
+    "cookie.same_site": "SameSite attribute (empty: none sent)",
+    "cookie.domain": "Domain attribute (empty: none sent)",
+    "cookie.max_age_s": "Max-Age attribute (absent: a session cookie)",
+    "queue.max_messages": "most events queued for one session",
+    "queue.overflow": "when a queue is full: disconnect | drop_oldest | drop_newest",
+    "cors.allow_origins": 'origins allowed to call cross-site ("*" for any); same-origin '
+    "is always allowed",
+    "cors.allow_headers": "request headers allowed in CORS preflights",
+    "cors.max_age_s": "how long browsers may cache a preflight",
+    "engine.kind": "where sessions live: memory",
+    "log.level": "debug | info | warning | error",
+    "log.format": "json | console | auto (console on a terminal)",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a one-line message that names the key."""
+
+
+def _env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = dict(value) if isinstance(value, Mapping) else value
+    return base
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        data.setdefault(section, {})[key] = _env_value(raw)
+    return data
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the configuration; raise :class:`ConfigError` on any bad key or value."""
+    env = os.environ if env is None else env
+    path = path or env.get(ENV_PREFIX + "CONFIG") or None
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    _merge(data, _from_env(env))
+    if overrides:
+        _merge(data, overrides)
+    try:
+        config = msgspec.convert(data, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(str(exc))) from None
+    _check(config)
+    return config
+
+
+def _explain(message: str) -> str:
+    text, _, where = message.partition(" - at `$.")
+    if where:
+        return f"{where.rstrip('`')}: {text}"
+    return message
+
+
+def _check(config: Config) -> None:
+    for mount in config.server.mounts:
+        if not mount.startswith("/") or mount.endswith("/") or "//" in mount:
+            raise ConfigError(f"server.mounts: {mount!r} must start with '/' and not end with '/'")
+    if not config.server.mounts:
+        raise ConfigError("server.mounts: at least one mount is needed")
+    if not config.bayeux.connection_types:
+        raise ConfigError("bayeux.connection_types: at least one transport is needed")
+
+
+def describe(config: Config | None = None) -> str:
+    """Every option with its value (default unless ``config`` is given) and meaning."""
+    config = config or Config()
+    lines = []
+    for section_name in Config.__struct_fields__:
+        section = getattr(config, section_name)
+        lines.append(f"[{section_name}]")
+        for key in type(section).__struct_fields__:
+            value = msgspec.json.encode(getattr(section, key)).decode()
+            meaning = HELP.get(f"{section_name}.{key}", "")
+            lines.append(f"  {key} = {value}    # {meaning}")
+    return "\n".join(lines)

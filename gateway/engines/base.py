@@ -1,0 +1,117 @@
+"""The engine interface: where sessions, subscriptions and per-client queues live.
+
+Transports never hold session state; the hub asks the engine.  An engine for one process
+(:mod:`gateway.engines.memory`) and one shared by several nodes (Redis, later) sit behind the
+same narrow async interface and pass the same contract suite (``tests/test_engine_contract.py``).
+
+Queued items are already-encoded event frames (``bytes``): a broadcast is encoded once and the
+same bytes are queued for every subscriber.
+
+The engine tells the hub two things through :class:`EngineListener`:
+
+* ``wake(client_id)`` — something was queued for a session (wake its held connect, push to
+  its websocket);
+* ``closed(record, reason)`` — the engine ended a session by itself (``expired``, or
+  ``overflow`` under the ``disconnect`` queue policy).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from protocol import SessionRecord
+
+__all__ = ["Engine", "EngineListener", "OverflowPolicy", "QueueLimits"]
+
+
+class OverflowPolicy(enum.Enum):
+    """What happens when a session's queue is full and another message arrives.
+
+    * ``disconnect`` (default): the session is ended; its client gets ``402::session_unknown``
+      on its next request, re-handshakes and resynchronises.  No message is silently lost.
+    * ``drop_oldest``: the oldest queued message is discarded to make room.
+    * ``drop_newest``: the new message is discarded (CometD's ``QueueMaxedListener`` default).
+
+    Every overflow is logged and counted by the hub, whatever the policy.
+    """
+
+    DISCONNECT = "disconnect"
+    DROP_OLDEST = "drop_oldest"
+    DROP_NEWEST = "drop_newest"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueLimits:
+    max_messages: int = 1000
+    overflow: OverflowPolicy = OverflowPolicy.DISCONNECT
+
+
+class EngineListener(Protocol):
+    def wake(self, client_id: str) -> None: ...
+
+    def closed(self, record: SessionRecord, reason: str) -> None: ...
+
+    def overflowed(self, client_id: str, policy: OverflowPolicy, dropped: int) -> None: ...
+
+
+class Engine(Protocol):
+    """Sessions, subscriptions and queues.  Times are monotonic milliseconds."""
+
+    def attach(self, listener: EngineListener) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def create_session(self, record: SessionRecord, expires_ms: int) -> None: ...
+
+    async def get_session(self, client_id: str) -> SessionRecord | None: ...
+
+    async def update_session(self, record: SessionRecord) -> None: ...
+
+    async def destroy_session(self, client_id: str) -> SessionRecord | None:
+        """Remove the session, its subscriptions and its queue; return what was removed."""
+        ...
+
+    async def session_ids(self) -> list[str]: ...
+
+    async def subscribe(self, client_id: str, channels: Iterable[str]) -> bool:
+        """Record subscriptions; ``False`` if the session is gone."""
+        ...
+
+    async def unsubscribe(self, client_id: str, channels: Iterable[str]) -> bool: ...
+
+    async def subscriptions(self, client_id: str) -> set[str]: ...
+
+    async def publish(self, channel: str, frame: bytes) -> int:
+        """Queue ``frame`` once for every session subscribed to a pattern matching ``channel``."""
+        ...
+
+    async def deliver(self, client_id: str, frame: bytes) -> bool:
+        """Queue ``frame`` for one session; ``False`` if it does not exist."""
+        ...
+
+    async def has_messages(self, client_id: str) -> bool: ...
+
+    async def drain(self, client_id: str) -> list[bytes]:
+        """Take every queued frame of the session, oldest first."""
+        ...
+
+    async def hold(self, client_id: str) -> None:
+        """A connect of this session is held: it must not expire meanwhile."""
+        ...
+
+    async def release(self, client_id: str, expires_ms: int) -> None:
+        """The held connect was answered: expire at ``expires_ms`` unless it connects again."""
+        ...
+
+    async def touch(self, client_id: str, at_least_ms: int) -> None:
+        """Activity: push expiry to at least ``at_least_ms`` (unless a connect is held)."""
+        ...
+
+    async def expire(self, now_ms: int) -> list[SessionRecord]:
+        """End every session whose expiry has passed; return what was removed."""
+        ...

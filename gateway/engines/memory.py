@@ -1,0 +1,180 @@
+"""The embedded engine: everything in this process's memory.
+
+Subscriptions are indexed by pattern, so a publication looks up only the handful of patterns
+that match its channel (:func:`protocol.expand`) instead of scanning every session.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+from gateway.engines.base import EngineListener, OverflowPolicy, QueueLimits
+from protocol import SessionRecord, expand
+
+__all__ = ["MemoryEngine"]
+
+
+class _Entry:
+    __slots__ = ("channels", "expires_ms", "queue", "record")
+
+    def __init__(self, record: SessionRecord, expires_ms: int) -> None:
+        self.record = record
+        self.queue: deque[bytes] = deque()
+        self.channels: set[str] = set()
+        self.expires_ms: int | None = expires_ms
+
+
+class MemoryEngine:
+    def __init__(self, limits: QueueLimits | None = None) -> None:
+        self.limits = limits or QueueLimits()
+        self._sessions: dict[str, _Entry] = {}
+        self._subscribers: dict[str, set[str]] = {}
+        self._listener: EngineListener | None = None
+
+    def attach(self, listener: EngineListener) -> None:
+        self._listener = listener
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._sessions.clear()
+        self._subscribers.clear()
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def create_session(self, record: SessionRecord, expires_ms: int) -> None:
+        self._sessions[record.client_id] = _Entry(record, expires_ms)
+
+    async def get_session(self, client_id: str) -> SessionRecord | None:
+        entry = self._sessions.get(client_id)
+        return entry.record if entry is not None else None
+
+    async def update_session(self, record: SessionRecord) -> None:
+        entry = self._sessions.get(record.client_id)
+        if entry is not None:
+            entry.record = record
+
+    async def destroy_session(self, client_id: str) -> SessionRecord | None:
+        return self._remove(client_id)
+
+    async def session_ids(self) -> list[str]:
+        return list(self._sessions)
+
+    def _remove(self, client_id: str) -> SessionRecord | None:
+        entry = self._sessions.pop(client_id, None)
+        if entry is None:
+            return None
+        for channel in entry.channels:
+            members = self._subscribers.get(channel)
+            if members is not None:
+                members.discard(client_id)
+                if not members:
+                    del self._subscribers[channel]
+        entry.queue.clear()
+        return entry.record
+
+    # -- subscriptions ----------------------------------------------------------------------
+
+    async def subscribe(self, client_id: str, channels: Iterable[str]) -> bool:
+        entry = self._sessions.get(client_id)
+        if entry is None:
+            return False
+        for channel in channels:
+            entry.channels.add(channel)
+            self._subscribers.setdefault(channel, set()).add(client_id)
+        return True
+
+    async def unsubscribe(self, client_id: str, channels: Iterable[str]) -> bool:
+        entry = self._sessions.get(client_id)
+        if entry is None:
+            return False
+        for channel in channels:
+            entry.channels.discard(channel)
+            members = self._subscribers.get(channel)
+            if members is not None:
+                members.discard(client_id)
+                if not members:
+                    del self._subscribers[channel]
+        return True
+
+    async def subscriptions(self, client_id: str) -> set[str]:
+        entry = self._sessions.get(client_id)
+        return set(entry.channels) if entry is not None else set()
+
+    # -- queues -----------------------------------------------------------------------------
+
+    async def publish(self, channel: str, frame: bytes) -> int:
+        groups = [members for p in expand(channel) if (members := self._subscribers.get(p))]
+        if not groups:
+            return 0
+        # A session subscribed to several matching patterns gets the message once.
+        targets = list(groups[0]) if len(groups) == 1 else set().union(*groups)
+        count = 0
+        for client_id in targets:
+            if self._enqueue(client_id, frame):
+                count += 1
+        return count
+
+    async def deliver(self, client_id: str, frame: bytes) -> bool:
+        return self._enqueue(client_id, frame)
+
+    def _enqueue(self, client_id: str, frame: bytes) -> bool:
+        entry = self._sessions.get(client_id)
+        if entry is None:
+            return False
+        queue = entry.queue
+        if len(queue) >= self.limits.max_messages:
+            policy = self.limits.overflow
+            if self._listener is not None:
+                self._listener.overflowed(client_id, policy, 1)
+            if policy is OverflowPolicy.DROP_NEWEST:
+                return False
+            if policy is OverflowPolicy.DISCONNECT:
+                record = self._remove(client_id)
+                if self._listener is not None and record is not None:
+                    self._listener.closed(record, "overflow")
+                return False
+            queue.popleft()
+        queue.append(frame)
+        if self._listener is not None:
+            self._listener.wake(client_id)
+        return True
+
+    async def has_messages(self, client_id: str) -> bool:
+        entry = self._sessions.get(client_id)
+        return bool(entry is not None and entry.queue)
+
+    async def drain(self, client_id: str) -> list[bytes]:
+        entry = self._sessions.get(client_id)
+        if entry is None or not entry.queue:
+            return []
+        frames = list(entry.queue)
+        entry.queue.clear()
+        return frames
+
+    # -- expiry -----------------------------------------------------------------------------
+
+    async def hold(self, client_id: str) -> None:
+        entry = self._sessions.get(client_id)
+        if entry is not None:
+            entry.expires_ms = None
+
+    async def release(self, client_id: str, expires_ms: int) -> None:
+        entry = self._sessions.get(client_id)
+        if entry is not None:
+            entry.expires_ms = expires_ms
+
+    async def touch(self, client_id: str, at_least_ms: int) -> None:
+        entry = self._sessions.get(client_id)
+        if entry is not None and entry.expires_ms is not None:
+            entry.expires_ms = max(entry.expires_ms, at_least_ms)
+
+    async def expire(self, now_ms: int) -> list[SessionRecord]:
+        expired = [
+            client_id
+            for client_id, entry in self._sessions.items()
+            if entry.expires_ms is not None and entry.expires_ms <= now_ms
+        ]
+        return [record for client_id in expired if (record := self._remove(client_id))]

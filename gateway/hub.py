@@ -1,0 +1,525 @@
+"""The hub: drives the pure protocol core against an engine, for every transport.
+
+A transport decodes a request into messages and calls :meth:`Hub.process`; the hub looks up
+sessions, asks :class:`protocol.BayeuxCore` what to do, carries it out (security policy, engine,
+service handlers), holds connects, and returns the encoded response in CometD's order: handshake
+reply, queued events, other replies in request order, the connect reply last.
+
+The hub is also the server-side API for the rest of the gateway: :meth:`publish`,
+:meth:`deliver`, :meth:`disconnect`, :meth:`add_service` and session lifecycle listeners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import structlog
+
+from gateway.engines.base import Engine, OverflowPolicy
+from gateway.held import End, Held, WsPeer
+from gateway.security import AllowAll, Peer, SecurityPolicy
+from protocol import (
+    AckExtension,
+    AckState,
+    BayeuxCore,
+    Connect,
+    Disconnect,
+    Event,
+    Extension,
+    Handshake,
+    Malformed,
+    Message,
+    Publish,
+    Raw,
+    Reply,
+    RequestContext,
+    Respond,
+    SessionRecord,
+    Settings,
+    Subscribe,
+    TimesyncExtension,
+    Unsubscribe,
+    channel_kind,
+    encode,
+    encode_frame,
+    errors,
+    is_wildcard,
+    normalize,
+)
+from protocol import ChannelKind as Kind
+
+__all__ = ["Hub", "Outcome", "ServiceHandler"]
+
+log = structlog.get_logger("gateway.hub")
+
+ServiceHandler = Callable[[SessionRecord, Any], Awaitable[Any]]
+SessionListener = Callable[[SessionRecord, str], None]
+
+
+def new_client_id() -> str:
+    """128 random bits, lower-case hex: alphanumeric and 32 characters long."""
+    return secrets.token_hex(16)
+
+
+def _monotonic_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The response to one request: HTTP status and encoded messages (a JSON array's items)."""
+
+    status: int = 200
+    parts: list[bytes] = field(default_factory=list)
+
+
+class Hub:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        engine: Engine,
+        policy: SecurityPolicy | None = None,
+        deliver_only_on_connect: bool = False,
+        duplicate_connect_status: int = 500,
+        extensions: Sequence[Extension] = (),
+        new_id: Callable[[], str] = new_client_id,
+        clock_ms: Callable[[], int] = _monotonic_ms,
+        wall_ms: Callable[[], int] = _wall_ms,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.policy = policy or AllowAll()
+        self.core = BayeuxCore(settings, new_id, [AckExtension(), TimesyncExtension(), *extensions])
+        self.deliver_only_on_connect = deliver_only_on_connect
+        self.duplicate_connect_status = duplicate_connect_status
+        self._clock_ms = clock_ms
+        self._wall_ms = wall_ms
+        self._held: dict[str, Held] = {}
+        self._browser_polls: Counter[str] = Counter()
+        self._acks: dict[str, AckState] = {}
+        self._pushing: set[str] = set()
+        self._services: dict[str, ServiceHandler] = {}
+        self._opened: list[SessionListener] = []
+        self._closed: list[SessionListener] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.stats: Counter[str] = Counter()
+        engine.attach(self)
+
+    # -- server-side API ----------------------------------------------------------------------
+
+    async def publish(self, channel: str, data: Any) -> int:
+        """Publish ``data`` on a broadcast channel; return how many sessions it was queued for."""
+        name = self._broadcast_name(channel)
+        self.stats["published"] += 1
+        return await self.engine.publish(name, encode_frame(name, data))
+
+    async def deliver(self, client_id: str, channel: str, data: Any) -> bool:
+        """Queue ``data`` on ``channel`` for one session only (per-agent ``/v2/me/*`` channels)."""
+        name = self._broadcast_name(channel)
+        return await self.engine.deliver(client_id, encode_frame(name, data))
+
+    async def disconnect(self, client_id: str) -> bool:
+        """End a session from the server side; its held connect returns ``reconnect: none``."""
+        return await self._end_session(client_id, "server")
+
+    async def expire_session(self, client_id: str) -> bool:
+        """Drop a session as if ``maxInterval`` had passed: the client's next message gets 402."""
+        record = await self.engine.destroy_session(client_id)
+        if record is None:
+            return False
+        self.closed(record, "expired")
+        return True
+
+    async def session_ids(self) -> list[str]:
+        return await self.engine.session_ids()
+
+    async def get_session(self, client_id: str) -> SessionRecord | None:
+        return await self.engine.get_session(client_id)
+
+    def add_service(self, channel: str, handler: ServiceHandler) -> None:
+        """Answer publishes to ``/service/...`` ``channel``: a non-``None`` result is sent back
+        to the caller as ``{"channel", "id", "successful": true, "data"}``."""
+        name = normalize(channel)
+        if name is None or channel_kind(name) is not Kind.SERVICE or is_wildcard(name):
+            raise ValueError(f"not a service channel: {channel!r}")
+        self._services[name] = handler
+
+    def on_session_opened(self, listener: SessionListener) -> None:
+        self._opened.append(listener)
+
+    def on_session_closed(self, listener: SessionListener) -> None:
+        self._closed.append(listener)
+
+    @staticmethod
+    def _broadcast_name(channel: str) -> str:
+        name = normalize(channel)
+        if name is None or is_wildcard(name) or channel_kind(name) is Kind.META:
+            raise ValueError(f"cannot publish on {channel!r}")
+        return name
+
+    # -- engine listener ----------------------------------------------------------------------
+
+    def wake(self, client_id: str) -> None:
+        held = self._held.get(client_id)
+        if held is None:
+            return
+        if held.push:
+            if client_id not in self._pushing:
+                self._pushing.add(client_id)
+                self._spawn(self._push(held))
+        else:
+            held.end(End.WAKE)
+
+    def closed(self, record: SessionRecord, reason: str) -> None:
+        client_id = record.client_id
+        self._acks.pop(client_id, None)
+        held = self._held.pop(client_id, None)
+        if held is not None:
+            held.end(End.GONE)
+        self.stats[f"sessions_closed_{reason}"] += 1
+        log.info("session_closed", client_id=client_id, reason=reason)
+        for listener in self._closed:
+            listener(record, reason)
+
+    def overflowed(self, client_id: str, policy: OverflowPolicy, dropped: int) -> None:
+        self.stats["queue_overflow"] += dropped
+        log.warning("queue_overflow", client_id=client_id, policy=policy.value, dropped=dropped)
+
+    # -- requests -----------------------------------------------------------------------------
+
+    async def process(
+        self,
+        batch: Sequence[Message | Malformed],
+        ctx: RequestContext,
+        peer: Peer,
+        ws: WsPeer | None = None,
+    ) -> Outcome:
+        """Handle one request (an HTTP body or a websocket frame) and build its response.
+
+        Over long-polling a held connect is awaited here.  Over websocket it is registered and
+        answered later through ``ws``; the returned outcome holds the immediate replies.
+        """
+        now = self._wall_ms()
+        head: list[bytes] = []
+        replies: list[bytes] = []
+        connects: list[tuple[Connect, Message]] = []
+        piggyback: SessionRecord | None = None
+        for item in batch:
+            request: Message | Malformed | None = item
+            if isinstance(item, Message):
+                request = self.core.incoming(item, now)
+                if request is None:
+                    self._out(
+                        replies,
+                        self.core.error_reply(item, errors.MESSAGE_DELETED.error()),
+                        item,
+                        now,
+                    )
+                    continue
+            assert request is not None
+            session = None
+            if isinstance(request, Message) and isinstance(request.client_id, str):
+                session = await self.engine.get_session(request.client_id)
+            action = self.core.handle(request, session, ctx, now)
+            message = request if isinstance(request, Message) else Message()
+            if isinstance(action, Connect):
+                connects.append((action, message))
+                continue
+            if isinstance(action, Handshake):
+                self._out(head, await self._handshake(action, message, peer), message, now)
+                continue
+            if isinstance(action, Respond):
+                target = head if action.reply.channel == "/meta/handshake" else replies
+                self._out(target, action.reply, message, now)
+                continue
+            for reply in await self._execute(action, message):
+                self._out(replies, reply, message, now)
+            if not isinstance(action, Disconnect):
+                piggyback = action.session
+                await self.engine.touch(
+                    action.session.client_id,
+                    self.settings.expiry_after_activity(self._clock_ms()),
+                )
+        outcome = Outcome(parts=head)
+        tail: list[bytes] = []
+        for action, message in connects:
+            answer = await self._connect(action, message, ctx, ws)
+            if answer is None:
+                if ws is None:
+                    return Outcome(status=self.duplicate_connect_status)
+                continue
+            events, encoded = answer
+            outcome.parts.extend(events)
+            tail.append(encoded)
+        if not connects and piggyback is not None and self._piggyback(piggyback, ctx):
+            outcome.parts.extend(await self.engine.drain(piggyback.client_id))
+        outcome.parts.extend(replies)
+        outcome.parts.extend(tail)
+        return outcome
+
+    def _out(self, target: list[bytes], reply: Reply, request: Message, now: int) -> None:
+        final = self.core.outgoing(reply, request, now)
+        if final is not None:
+            target.append(encode(final))
+
+    def _piggyback(self, session: SessionRecord, ctx: RequestContext) -> bool:
+        return (
+            ctx.transport == "long-polling" and not self.deliver_only_on_connect and not session.ack
+        )
+
+    async def _handshake(self, action: Handshake, message: Message, peer: Peer) -> Reply:
+        grant = await self.policy.can_handshake(message, peer)
+        if not grant.allowed:
+            self.stats["handshakes_denied"] += 1
+            denied = self.core.deny_handshake(message, grant.advice)
+            if grant.ext:
+                denied = msgspec.structs.replace(denied, ext=dict(grant.ext))
+            return denied
+        record = action.session
+        if grant.user is not None:
+            record = msgspec.structs.replace(record, user=grant.user)
+        expires = self.settings.expiry_after_connect(self._clock_ms())
+        await self.engine.create_session(record, expires)
+        if record.ack:
+            self._acks[record.client_id] = AckState()
+        self.stats["sessions_opened"] += 1
+        log.info(
+            "session_opened",
+            client_id=record.client_id,
+            transport=record.transport,
+            user=record.user,
+        )
+        for listener in self._opened:
+            listener(record, "handshake")
+        reply = action.reply
+        if grant.ext:
+            reply = msgspec.structs.replace(reply, ext=dict(grant.ext))
+        return reply
+
+    async def _execute(
+        self, action: Subscribe | Unsubscribe | Disconnect | Publish, message: Message
+    ) -> list[Reply]:
+        session = action.session
+        client_id = session.client_id
+        if isinstance(action, Subscribe):
+            for channel in action.channels:
+                if not await self.policy.can_subscribe(session, channel, message):
+                    return [
+                        self.core.error_reply(
+                            message, errors.SUBSCRIBE_DENIED.error(errors.DENIED_BY_POLICY)
+                        )
+                    ]
+            if not await self.engine.subscribe(client_id, action.channels):
+                return [self.core.error_reply(message, errors.SESSION_UNKNOWN.error())]
+            return [action.reply]
+        if isinstance(action, Unsubscribe):
+            if not await self.engine.unsubscribe(client_id, action.channels):
+                return [self.core.error_reply(message, errors.SESSION_UNKNOWN.error())]
+            return [action.reply]
+        if isinstance(action, Disconnect):
+            await self._end_session(client_id, "disconnect")
+            return [action.reply]
+        if not await self.policy.can_publish(session, action.channel, message):
+            return [
+                self.core.error_reply(message, errors.PUBLISH_DENIED.error(errors.DENIED_BY_POLICY))
+            ]
+        if action.service:
+            return [action.reply, *await self._call_service(action, message)]
+        self.stats["published"] += 1
+        frame = encode(Event(channel=action.channel, data=action.data))
+        await self.engine.publish(action.channel, frame)
+        return [action.reply]
+
+    async def _call_service(self, action: Publish, message: Message) -> list[Reply]:
+        handler = self._services.get(action.channel)
+        if handler is None:
+            return []
+        try:
+            result = await handler(action.session, msgspec.json.decode(action.data))
+        except Exception:
+            log.exception(
+                "service_failed", client_id=action.session.client_id, channel=action.channel
+            )
+            return [self.core.error_reply(message, errors.SERVICE_FAILED.error())]
+        if result is None:
+            return []
+        return [
+            Reply(
+                channel=action.channel,
+                id=message.id,
+                successful=True,
+                data=Raw(msgspec.json.encode(result)),
+            )
+        ]
+
+    async def _end_session(self, client_id: str, reason: str) -> bool:
+        held = self._held.pop(client_id, None)
+        events = await self.engine.drain(client_id) if held is not None else []
+        record = await self.engine.destroy_session(client_id)
+        if held is not None:
+            held.end(End.CLOSED, events)
+        if record is None:
+            return False
+        self.closed(record, reason)
+        return True
+
+    # -- connects -----------------------------------------------------------------------------
+
+    async def _connect(
+        self, action: Connect, message: Message, ctx: RequestContext, ws: WsPeer | None
+    ) -> tuple[list[bytes], bytes] | None:
+        """Answer or hold a connect.  ``None``: superseded (or, on websocket, still held)."""
+        session = action.session
+        client_id = session.client_id
+        await self.engine.update_session(session)
+        previous = self._held.pop(client_id, None)
+        if previous is not None:
+            previous.end(End.SUPERSEDED)
+        ack = self._acks.get(client_id) if session.ack else None
+        if ack is not None and action.ack is not None:
+            ack.acknowledge(action.ack)
+        reply = action.reply
+        hold_ms = action.hold_ms
+        if hold_ms and (
+            (ack is not None and ack.pending) or await self.engine.has_messages(client_id)
+        ):
+            hold_ms = 0
+        browser = ctx.browser_id if ctx.http else None
+        if (
+            hold_ms
+            and browser is not None
+            and (self._browser_polls[browser] >= self.settings.max_sessions_per_browser)
+        ):
+            reply = self.core.multiple_clients_reply(reply)
+            hold_ms = 0
+        if not hold_ms:
+            return await self._answer(client_id, reply, message, [])
+        push = ws is not None and not self.deliver_only_on_connect and not session.ack
+        held = Held(
+            client_id=client_id, reply=reply, request=message, browser_id=browser, ws=ws, push=push
+        )
+        self._held[client_id] = held
+        await self.engine.hold(client_id)
+        if ws is not None:
+            ws.sessions.add(client_id)
+            held.on_end = self._ws_connect_ended
+            held.start_timer(hold_ms / 1000)
+            return None
+        return await self._hold_http(held, hold_ms)
+
+    async def _hold_http(self, held: Held, hold_ms: int) -> tuple[list[bytes], bytes] | None:
+        browser = held.browser_id
+        if browser is not None:
+            self._browser_polls[browser] += 1
+        deadline = self._clock_ms() + hold_ms
+        try:
+            while True:
+                reason = await held.wait(max(0, deadline - self._clock_ms()) / 1000)
+                if reason is not End.WAKE or await self.engine.has_messages(held.client_id):
+                    break
+                # Someone else took the queued events (a piggy-backed reply): keep holding.
+        finally:
+            if browser is not None:
+                self._browser_polls[browser] -= 1
+                if self._browser_polls[browser] <= 0:
+                    del self._browser_polls[browser]
+        if self._held.get(held.client_id) is held:
+            del self._held[held.client_id]
+        return await self._finish(held, reason)
+
+    def _ws_connect_ended(self, held: Held, reason: End) -> None:
+        if self._held.get(held.client_id) is held:
+            del self._held[held.client_id]
+        self._spawn(self._ws_finish(held, reason))
+
+    async def _ws_finish(self, held: Held, reason: End) -> None:
+        answer = await self._finish(held, reason)
+        if answer is not None and held.ws is not None and not held.ws.closed:
+            events, reply = answer
+            held.ws.send([*events, reply])
+
+    async def _finish(self, held: Held, reason: End) -> tuple[list[bytes], bytes] | None:
+        if reason is End.SUPERSEDED:
+            return None
+        if reason is End.GONE:
+            failed = self.core.error_reply(held.request, errors.SESSION_UNKNOWN.error())
+            return held.events, encode(failed)
+        if reason is End.CLOSED:
+            return held.events, encode(self.core.closed_reply(held.reply))
+        return await self._answer(held.client_id, held.reply, held.request, held.events)
+
+    async def _answer(
+        self, client_id: str, reply: Reply, request: Message, events: list[bytes]
+    ) -> tuple[list[bytes], bytes]:
+        events = events + await self.engine.drain(client_id)
+        ack = self._acks.get(client_id)
+        if ack is not None:
+            events, batch = ack.send(events)
+            ext = dict(reply.ext) if reply.ext else {}
+            ext["ack"] = batch
+            reply = msgspec.structs.replace(reply, ext=ext)
+        final = self.core.outgoing(reply, request, self._wall_ms()) or reply
+        await self.engine.release(client_id, self.settings.expiry_after_connect(self._clock_ms()))
+        return events, encode(final)
+
+    async def _push(self, held: Held) -> None:
+        """Websocket: send what is queued now as one frame, while the connect stays held."""
+        try:
+            await asyncio.sleep(0)  # let a burst of publications gather into one frame
+            if self._held.get(held.client_id) is not held or held.ws is None:
+                return
+            events = await self.engine.drain(held.client_id)
+            if events and not held.ws.closed:
+                held.ws.send(events)
+        finally:
+            self._pushing.discard(held.client_id)
+
+    async def ws_closed(self, client_ids: Sequence[str], ws: WsPeer) -> None:
+        """The socket is gone: stop holding its connects; sessions expire unless it returns."""
+        for client_id in client_ids:
+            held = self._held.get(client_id)
+            if held is not None and held.ws is ws:
+                del self._held[client_id]
+                held.on_end = None
+                held.end(End.SUPERSEDED)
+                await self.engine.release(
+                    client_id, self.settings.expiry_after_connect(self._clock_ms())
+                )
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    async def sweep(self) -> list[SessionRecord]:
+        """End expired sessions (called about once a second)."""
+        expired = await self.engine.expire(self._clock_ms())
+        for record in expired:
+            self.closed(record, "expired")
+        return expired
+
+    async def close(self) -> None:
+        """Release every held connect (shutdown)."""
+        for held in list(self._held.values()):
+            held.end(End.TIMEOUT)
+        self._held.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def held_count(self) -> int:
+        return len(self._held)
