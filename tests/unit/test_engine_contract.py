@@ -1,0 +1,145 @@
+"""The contract every engine honours (memory now; Redis must pass the same suite later)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from gateway.engines.base import Engine, OverflowPolicy, QueueLimits
+from gateway.engines.memory import MemoryEngine
+from protocol import SessionRecord
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.woken: list[str] = []
+        self.closed_calls: list[tuple[str, str]] = []
+        self.overflows: list[tuple[str, OverflowPolicy]] = []
+
+    def wake(self, client_id: str) -> None:
+        self.woken.append(client_id)
+
+    def closed(self, record: SessionRecord, reason: str) -> None:
+        self.closed_calls.append((record.client_id, reason))
+
+    def overflowed(self, client_id: str, policy: OverflowPolicy, dropped: int) -> None:
+        self.overflows.append((client_id, policy))
+
+
+EngineFactory = Callable[[QueueLimits], Engine]
+ENGINES: dict[str, EngineFactory] = {"memory": MemoryEngine}
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def factory(request: pytest.FixtureRequest) -> EngineFactory:
+    return ENGINES[request.param]
+
+
+async def _engine(
+    factory: EngineFactory, limits: QueueLimits | None = None
+) -> tuple[Engine, Recorder]:
+    engine = factory(limits or QueueLimits())
+    recorder = Recorder()
+    engine.attach(recorder)
+    await engine.start()
+    return engine, recorder
+
+
+def record(client_id: str, **kw: object) -> SessionRecord:
+    return SessionRecord(client_id=client_id, browser_id="b", created_ms=0, **kw)  # type: ignore[arg-type]
+
+
+async def test_sessions_are_created_read_updated_and_destroyed(factory: EngineFactory) -> None:
+    engine, _ = await _engine(factory)
+    await engine.create_session(record("c1"), expires_ms=10_000)
+    assert await engine.get_session("c1") == record("c1")
+    await engine.update_session(record("c1", connected=True))
+    assert (await engine.get_session("c1")).connected  # type: ignore[union-attr]
+    assert await engine.session_ids() == ["c1"]
+    assert await engine.destroy_session("c1") == record("c1", connected=True)
+    assert await engine.get_session("c1") is None
+    assert await engine.destroy_session("c1") is None
+
+
+async def test_publish_reaches_each_matching_subscriber_once(factory: EngineFactory) -> None:
+    engine, recorder = await _engine(factory)
+    for cid in ("exact", "wild", "deep", "all", "other"):
+        await engine.create_session(record(cid), expires_ms=10_000)
+    await engine.subscribe("exact", ["/a/b"])
+    await engine.subscribe("wild", ["/a/*", "/a/b"])
+    await engine.subscribe("deep", ["/a/**"])
+    await engine.subscribe("all", ["/**"])
+    await engine.subscribe("other", ["/a/c", "/a/b/*"])
+    assert await engine.publish("/a/b", b"F1") == 4
+    for cid in ("exact", "wild", "deep", "all"):
+        assert await engine.drain(cid) == [b"F1"]
+    assert await engine.drain("other") == []
+    assert sorted(recorder.woken) == ["all", "deep", "exact", "wild"]
+
+
+async def test_queue_keeps_order_and_drain_empties_it(factory: EngineFactory) -> None:
+    engine, _ = await _engine(factory)
+    await engine.create_session(record("c"), expires_ms=10_000)
+    await engine.subscribe("c", ["/x"])
+    for i in range(5):
+        await engine.publish("/x", f"m{i}".encode())
+    assert await engine.deliver("c", b"direct")
+    assert await engine.has_messages("c")
+    assert await engine.drain("c") == [b"m0", b"m1", b"m2", b"m3", b"m4", b"direct"]
+    assert not await engine.has_messages("c")
+    assert not await engine.deliver("nobody", b"x")
+
+
+async def test_unsubscribe_and_destroy_stop_delivery(factory: EngineFactory) -> None:
+    engine, _ = await _engine(factory)
+    await engine.create_session(record("c"), expires_ms=10_000)
+    await engine.subscribe("c", ["/x", "/y"])
+    await engine.unsubscribe("c", ["/x"])
+    assert await engine.subscriptions("c") == {"/y"}
+    assert await engine.publish("/x", b"1") == 0
+    await engine.destroy_session("c")
+    assert await engine.publish("/y", b"2") == 0
+    assert not await engine.subscribe("c", ["/z"])
+
+
+async def test_expiry_is_suspended_while_held(factory: EngineFactory) -> None:
+    engine, _ = await _engine(factory)
+    await engine.create_session(record("idle"), expires_ms=1_000)
+    await engine.create_session(record("held"), expires_ms=1_000)
+    await engine.create_session(record("busy"), expires_ms=1_000)
+    await engine.hold("held")
+    await engine.touch("busy", 5_000)
+    expired = await engine.expire(2_000)
+    assert [r.client_id for r in expired] == ["idle"]
+    await engine.release("held", 3_000)
+    assert [r.client_id for r in await engine.expire(4_000)] == ["held"]
+    assert [r.client_id for r in await engine.expire(6_000)] == ["busy"]
+    assert await engine.session_ids() == []
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected_queue", "session_left"),
+    [
+        (OverflowPolicy.DROP_OLDEST, [b"2", b"3"], True),
+        (OverflowPolicy.DROP_NEWEST, [b"1", b"2"], True),
+        (OverflowPolicy.DISCONNECT, [], False),
+    ],
+    ids=lambda v: v.value if isinstance(v, OverflowPolicy) else None,
+)
+async def test_queue_overflow_policies(
+    factory: EngineFactory,
+    policy: OverflowPolicy,
+    expected_queue: list[bytes],
+    session_left: bool,
+) -> None:
+    engine, recorder = await _engine(factory, QueueLimits(max_messages=2, overflow=policy))
+    await engine.create_session(record("slow"), expires_ms=10_000)
+    await engine.subscribe("slow", ["/x"])
+    for frame in (b"1", b"2", b"3"):
+        await engine.publish("/x", frame)
+    assert recorder.overflows == [("slow", policy)]
+    assert await engine.drain("slow") == expected_queue
+    assert (await engine.get_session("slow") is not None) is session_left
+    if not session_left:
+        assert recorder.closed_calls == [("slow", "overflow")]
