@@ -102,6 +102,7 @@ def create_app(
             cors.add(resource.add_route("POST", post))
             cors.add(resource.add_route("GET", get))
     app.cleanup_ctx.append(_lifecycle)
+    app.on_shutdown.append(_release_clients)
     return app
 
 
@@ -124,11 +125,15 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     sweeper.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sweeper
-    await hub.close()
+    await hub.engine.close()
+
+
+async def _release_clients(app: web.Application) -> None:
+    """Shutdown, before aiohttp waits for handlers: answer held connects, close websockets."""
+    await app[HUB].close()
     sockets: set[web.WebSocketResponse] = app[_SOCKETS]
     for ws in list(sockets):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
-    await hub.engine.close()
 
 
 async def _sweep(hub: Hub) -> None:
