@@ -102,8 +102,9 @@ async def test_lifecycle_listeners_and_server_disconnect(make_gateway: Any) -> N
     hub.on_session_closed(lambda record, reason: closed.append((record.client_id, reason)))
     client = LongPollingClient(str(server.make_url("/cometd")))
     try:
-        reply = await client.open_session("/a")
+        await client.open_session("/a")
         client_id = client.client_id
+        assert client_id is not None
         assert opened == [client_id]
         held = asyncio.create_task(client.connect(timeout=10))
         await asyncio.sleep(0.2)
