@@ -157,6 +157,8 @@ def decode_batch(body: bytes | str, *, max_messages: int) -> list[Message | Malf
             raise DecodeError("body is neither a JSON object nor a JSON array")
     except msgspec.DecodeError as exc:
         raise DecodeError(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeError("JSON nested too deeply") from None
     if not items:
         raise DecodeError("empty batch")
     if len(items) > max_messages:

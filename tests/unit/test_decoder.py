@@ -69,6 +69,15 @@ def test_non_batches_are_rejected(body: bytes) -> None:
         decode_batch(body, max_messages=10)
 
 
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+def test_deep_nesting_is_a_decode_error(depth: int) -> None:
+    with pytest.raises(DecodeError, match="nested too deeply"):
+        decode_batch(b"[" * depth + b"]" * depth, max_messages=10)
+    inside_data = b'[{"channel":"/a","data":' + b"[" * depth + b"]" * depth + b"}]"
+    with pytest.raises(DecodeError, match="nested too deeply"):
+        decode_batch(inside_data, max_messages=10)
+
+
 def test_batch_limit() -> None:
     with pytest.raises(DecodeError, match="exceeds the limit"):
         decode_batch(b'[{"channel":"/a"},{"channel":"/b"}]', max_messages=1)
