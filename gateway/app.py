@@ -76,6 +76,7 @@ def create_app(
         policy=policy,
         deliver_only_on_connect=config.bayeux.deliver_only_on_connect,
         duplicate_connect_status=config.bayeux.duplicate_connect_status,
+        batch_window_ms=config.bayeux.batch_window_ms,
     )
     app[HUB] = hub
     app[CONFIG] = config

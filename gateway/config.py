@@ -52,6 +52,7 @@ class BayeuxConfig(_Section, frozen=True):
     max_sessions_per_browser: Positive = 1
     multi_session_interval_ms: int = 2_000
     deliver_only_on_connect: bool = False
+    batch_window_ms: NonNegative = 100
     duplicate_connect_status: Annotated[int, Meta(ge=400, le=599)] = 500
     ack_extension: bool = True
     validate_ids: bool = True
@@ -116,6 +117,8 @@ HELP: dict[str, str] = {
     "multiple-clients advice",
     "bayeux.multi_session_interval_ms": "interval advised to extra polls (<=0: refuse them)",
     "bayeux.deliver_only_on_connect": "send events only in connect replies (no piggy-back)",
+    "bayeux.batch_window_ms": "a session gets at most one response/frame of events per window "
+    "(the first event after a quiet window goes out at once); 0 sends every event at once",
     "bayeux.duplicate_connect_status": "HTTP status for a connect replaced by a newer one",
     "bayeux.ack_extension": "offer CometD's ack extension",
     "bayeux.validate_ids": "reject message ids that are not alphanumeric",

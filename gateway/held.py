@@ -47,7 +47,9 @@ class Held:
     __slots__ = (
         "browser_id",
         "client_id",
+        "counted",
         "events",
+        "flushing",
         "on_end",
         "push",
         "reply",
@@ -76,6 +78,8 @@ class Held:
         self.events: list[bytes] = []
         self.waiter: asyncio.Future[End] | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.flushing = False
+        self.counted = False  # counts against its browser's long-poll limit
         # Websocket connects end through a callback instead of a waiting request.
         self.on_end: Callable[[Held, End], None] | None = None
 
@@ -92,8 +96,22 @@ class Held:
             callback, self.on_end = self.on_end, None
             callback(self, reason)
 
+    def wake_after(self, delay_s: float) -> None:
+        """End with ``WAKE`` after ``delay_s`` instead of at the hold timeout (batching)."""
+        if self.flushing:
+            return
+        self.flushing = True
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(delay_s, self._wake)
+
+    def _wake(self) -> None:
+        self.timer = None
+        self.end(End.WAKE)
+
     async def wait(self, timeout_s: float) -> End:
         """Long-polling: wait for the end of the hold."""
+        self.flushing = False
         loop = asyncio.get_running_loop()
         self.waiter = loop.create_future()
         self.timer = loop.call_later(timeout_s, self._timeout)

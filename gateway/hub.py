@@ -93,6 +93,7 @@ class Hub:
         policy: SecurityPolicy | None = None,
         deliver_only_on_connect: bool = False,
         duplicate_connect_status: int = 500,
+        batch_window_ms: int = 0,
         extensions: Sequence[Extension] = (),
         new_id: Callable[[], str] = new_client_id,
         clock_ms: Callable[[], int] = _monotonic_ms,
@@ -104,6 +105,8 @@ class Hub:
         self.core = BayeuxCore(settings, new_id, [AckExtension(), TimesyncExtension(), *extensions])
         self.deliver_only_on_connect = deliver_only_on_connect
         self.duplicate_connect_status = duplicate_connect_status
+        self.batch_window_ms = batch_window_ms
+        self._flushed: dict[str, int] = {}
         self._clock_ms = clock_ms
         self._wall_ms = wall_ms
         self._held: dict[str, Held] = {}
@@ -178,13 +181,29 @@ class Hub:
         if held.push:
             if client_id not in self._pushing:
                 self._pushing.add(client_id)
-                self._spawn(self._push(held))
+                self._spawn(self._push(held, self._flush_delay_ms(client_id)))
+            return
+        delay = self._flush_delay_ms(client_id)
+        if delay:
+            held.wake_after(delay / 1000)
         else:
             held.end(End.WAKE)
+
+    def _flush_delay_ms(self, client_id: str) -> int:
+        """Batching: a session gets at most one response or frame of events per window.
+
+        The first events after a quiet window go out at once; during a burst the next
+        flush waits for the window to pass, so events gather into one response.
+        """
+        last = self._flushed.get(client_id)
+        if last is None or not self.batch_window_ms:
+            return 0
+        return max(0, last + self.batch_window_ms - self._clock_ms())
 
     def closed(self, record: SessionRecord, reason: str) -> None:
         client_id = record.client_id
         self._acks.pop(client_id, None)
+        self._flushed.pop(client_id, None)
         held = self._held.pop(client_id, None)
         if held is not None:
             held.end(End.GONE)
@@ -386,18 +405,19 @@ class Hub:
         await self.engine.update_session(session)
         previous = self._held.pop(client_id, None)
         if previous is not None:
+            self._uncount(previous)  # now, not when its request resumes: the new one may hold
             previous.end(End.SUPERSEDED)
         ack = self._acks.get(client_id) if session.ack else None
         if ack is not None and action.ack is not None:
             ack.acknowledge(action.ack)
         reply = action.reply
         hold_ms = action.hold_ms
+        browser = ctx.browser_id if ctx.http else None
         if hold_ms and (
             (ack is not None and ack.pending) or await self.engine.has_messages(client_id)
         ):
-            hold_ms = 0
-        browser = ctx.browser_id if ctx.http else None
-        if (
+            hold_ms = self._flush_delay_ms(client_id)  # events waiting: send them (batched)
+        elif (
             hold_ms
             and browser is not None
             and (self._browser_polls[browser] >= self.settings.max_sessions_per_browser)
@@ -420,9 +440,9 @@ class Hub:
         return await self._hold_http(held, hold_ms)
 
     async def _hold_http(self, held: Held, hold_ms: int) -> tuple[list[bytes], bytes] | None:
-        browser = held.browser_id
-        if browser is not None:
-            self._browser_polls[browser] += 1
+        if held.browser_id is not None:
+            self._browser_polls[held.browser_id] += 1
+            held.counted = True
         deadline = self._clock_ms() + hold_ms
         try:
             while True:
@@ -430,14 +450,27 @@ class Hub:
                 if reason is not End.WAKE or await self.engine.has_messages(held.client_id):
                     break
                 # Someone else took the queued events (a piggy-backed reply): keep holding.
+        except asyncio.CancelledError:
+            # The client went away while held: queued events stay for its next connect.
+            if self._held.get(held.client_id) is held:
+                del self._held[held.client_id]
+                await self.engine.release(
+                    held.client_id, self.settings.expiry_after_connect(self._clock_ms())
+                )
+            raise
         finally:
-            if browser is not None:
-                self._browser_polls[browser] -= 1
-                if self._browser_polls[browser] <= 0:
-                    del self._browser_polls[browser]
+            self._uncount(held)
         if self._held.get(held.client_id) is held:
             del self._held[held.client_id]
         return await self._finish(held, reason)
+
+    def _uncount(self, held: Held) -> None:
+        """This held poll no longer counts against its browser's limit."""
+        if held.counted and held.browser_id is not None:
+            held.counted = False
+            self._browser_polls[held.browser_id] -= 1
+            if self._browser_polls[held.browser_id] <= 0:
+                del self._browser_polls[held.browser_id]
 
     def _ws_connect_ended(self, held: Held, reason: End) -> None:
         if self._held.get(held.client_id) is held:
@@ -464,6 +497,8 @@ class Hub:
         self, client_id: str, reply: Reply, request: Message, events: list[bytes]
     ) -> tuple[list[bytes], bytes]:
         events = events + await self.engine.drain(client_id)
+        if events:
+            self._flushed[client_id] = self._clock_ms()
         ack = self._acks.get(client_id)
         if ack is not None:
             events, batch = ack.send(events)
@@ -474,14 +509,16 @@ class Hub:
         await self.engine.release(client_id, self.settings.expiry_after_connect(self._clock_ms()))
         return events, encode(final)
 
-    async def _push(self, held: Held) -> None:
-        """Websocket: send what is queued now as one frame, while the connect stays held."""
+    async def _push(self, held: Held, delay_ms: int) -> None:
+        """Websocket: send what is queued as one frame, while the connect stays held."""
         try:
-            await asyncio.sleep(0)  # let a burst of publications gather into one frame
+            # At least one loop turn, so that a burst of publications gathers into one frame.
+            await asyncio.sleep(delay_ms / 1000)
             if self._held.get(held.client_id) is not held or held.ws is None:
                 return
             events = await self.engine.drain(held.client_id)
             if events and not held.ws.closed:
+                self._flushed[held.client_id] = self._clock_ms()
                 held.ws.send(events)
         finally:
             self._pushing.discard(held.client_id)

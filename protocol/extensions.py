@@ -11,8 +11,9 @@ hooks; the ``ack`` extension works on them through :class:`protocol.session.AckS
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import msgspec
 
@@ -55,6 +56,10 @@ class AckExtension(Extension):
         return reply
 
 
+def _finite(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 class TimesyncExtension(Extension):
     """CometD's timesync: ``ext.timesync = {tc, l, o}`` in, ``{tc, ts, p, a}`` out.
 
@@ -81,12 +86,15 @@ class TimesyncExtension(Extension):
             return reply
         ts = sync.get("ts", now_ms)
         tc = sync.get("tc")
-        if not isinstance(tc, int | float) or isinstance(tc, bool):
+        if not _finite(tc):
             return reply
         stamp: dict[str, Any] = {"tc": tc, "ts": ts, "p": max(0, now_ms - ts)}
         lag, offset = sync.get("l"), sync.get("o")
-        if isinstance(lag, int | float) and isinstance(offset, int | float):
-            accuracy = int(tc + offset + lag - ts)
+        if _finite(lag) and _finite(offset):
+            estimate = tc + offset + lag - ts
+            if not math.isfinite(estimate):
+                return reply
+            accuracy = int(estimate)
             if lag != 0 and abs(accuracy) < self.accuracy_ms:
                 return reply
             stamp["a"] = accuracy

@@ -9,7 +9,16 @@ from aiohttp import web
 
 from gateway.config import CookieConfig
 
-__all__ = ["JSON_HEADERS", "TransportOptions", "error_response", "origin_allowed", "read_body"]
+__all__ = [
+    "JSON_HEADERS",
+    "TransportOptions",
+    "error_body",
+    "error_response",
+    "origin_allowed",
+    "read_body",
+    "request_origin_allowed",
+    "set_cookie_value",
+]
 
 JSON_HEADERS = {
     "Content-Type": "application/json;charset=UTF-8",
@@ -30,20 +39,41 @@ class TransportOptions:
 
 
 def error_response(status: int, error: str, detail: str) -> web.Response:
-    body = msgspec.json.encode({"error": error, "detail": detail})
-    return web.Response(status=status, body=body, headers=JSON_HEADERS)
+    return web.Response(status=status, body=error_body(error, detail), headers=JSON_HEADERS)
 
 
-def origin_allowed(request: web.Request, options: TransportOptions) -> bool:
+def origin_allowed(origin: str | None, host: str | None, options: TransportOptions) -> bool:
     """Cross-site requests (and websocket upgrades) only from configured origins.
 
     No ``Origin`` header (non-browser clients) and same-origin requests are always allowed.
     """
-    origin = request.headers.get("Origin")
     if origin is None or options.any_origin or origin in options.allow_origins:
         return True
-    host = request.headers.get("Host")
     return host is not None and origin in (f"http://{host}", f"https://{host}")
+
+
+def request_origin_allowed(request: web.Request, options: TransportOptions) -> bool:
+    return origin_allowed(request.headers.get("Origin"), request.headers.get("Host"), options)
+
+
+def error_body(error: str, detail: str) -> bytes:
+    return msgspec.json.encode({"error": error, "detail": detail})
+
+
+def set_cookie_value(cookie: CookieConfig, value: str) -> str:
+    """The ``Set-Cookie`` header for the browser cookie (``Path=/``, ``HttpOnly`` ...)."""
+    parts = [f"{cookie.name}={value}", "Path=/"]
+    if cookie.http_only:
+        parts.append("HttpOnly")
+    if cookie.secure:
+        parts.append("Secure")
+    if cookie.same_site:
+        parts.append(f"SameSite={cookie.same_site}")
+    if cookie.domain:
+        parts.append(f"Domain={cookie.domain}")
+    if cookie.max_age_s is not None:
+        parts.append(f"Max-Age={cookie.max_age_s}")
+    return "; ".join(parts)
 
 
 async def read_body(request: web.Request, limit: int) -> bytes | None:

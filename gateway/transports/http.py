@@ -7,6 +7,9 @@ form with one or more ``message=`` fields (what faye's cross-origin transport se
 Responses are HTTP 200 with a JSON array and ``Cache-Control: no-cache, no-store``.  Bad bodies
 (not JSON, ``[]``, too many messages) get HTTP 400, a body over the limit 413, a disallowed
 origin 403, each with a JSON body ``{"error": ..., "detail": ...}`` and no side effect.
+
+:func:`long_polling` is the transport-neutral part, shared by the aiohttp handler below and by
+the fast HTTP path (:mod:`gateway.transports.fasthttp`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from aiohttp import web
@@ -23,13 +27,15 @@ from gateway.security import Peer
 from gateway.transports.common import (
     JSON_HEADERS,
     TransportOptions,
+    error_body,
     error_response,
-    origin_allowed,
     read_body,
+    request_origin_allowed,
+    set_cookie_value,
 )
 from protocol import DecodeError, Malformed, Message, RequestContext, decode_batch, join_batch
 
-__all__ = ["handle_jsonp", "handle_post"]
+__all__ = ["Answer", "handle_jsonp", "handle_post", "long_polling"]
 
 _CALLBACK_RE = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*(\.[A-Za-z_$][A-Za-z0-9_$]*)*$")
 _MAX_CALLBACK = 64
@@ -39,6 +45,15 @@ JSONP_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Disposition": "attachment; filename=f.txt",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An HTTP answer to a Bayeux request: status, JSON body, and maybe a new browser cookie."""
+
+    status: int
+    body: bytes
+    set_cookie: str | None = None
 
 
 def decode_form(values: Sequence[str], max_messages: int) -> list[Message | Malformed]:
@@ -53,7 +68,7 @@ def decode_form(values: Sequence[str], max_messages: int) -> list[Message | Malf
     return batch
 
 
-def _decode_body(body: bytes, content_type: str, max_messages: int) -> list[Message | Malformed]:
+def decode_body(body: bytes, content_type: str, max_messages: int) -> list[Message | Malformed]:
     if content_type != "application/json":
         stripped = body.lstrip()
         if stripped.startswith(b"message="):
@@ -61,14 +76,51 @@ def _decode_body(body: bytes, content_type: str, max_messages: int) -> list[Mess
                 text = stripped.decode("utf-8")
             except UnicodeDecodeError:
                 raise DecodeError("form body is not UTF-8") from None
-            return decode_form(
-                parse_qs(text, keep_blank_values=True).get("message", []), max_messages
-            )
+            values = parse_qs(text, keep_blank_values=True).get("message", [])
+            return decode_form(values, max_messages)
     return decode_batch(body, max_messages=max_messages)
 
 
 def _has_handshake(batch: Sequence[Message | Malformed]) -> bool:
     return any(isinstance(m, Message) and m.channel == "/meta/handshake" for m in batch)
+
+
+async def _run(
+    hub: Hub,
+    options: TransportOptions,
+    batch: list[Message | Malformed],
+    peer: Peer,
+) -> Answer:
+    browser = peer.cookies.get(options.cookie.name)
+    new_browser = None
+    if browser is None and _has_handshake(batch):
+        browser = new_browser = secrets.token_hex(16)
+    ctx = RequestContext(transport=peer.transport, browser_id=browser, batch_size=len(batch))
+    outcome = await hub.process(batch, ctx, peer)
+    if outcome.status != 200:
+        detail = "a newer /meta/connect of this session replaced this one"
+        return Answer(outcome.status, error_body("connect_replaced", detail))
+    cookie = set_cookie_value(options.cookie, new_browser) if new_browser else None
+    return Answer(200, join_batch(outcome.parts), cookie)
+
+
+async def long_polling(
+    hub: Hub, options: TransportOptions, body: bytes, content_type: str, peer: Peer
+) -> Answer:
+    """One long-polling POST, from its body to its answer."""
+    try:
+        batch = decode_body(body, content_type, options.max_batch)
+    except DecodeError as exc:
+        return Answer(400, error_body("invalid_bayeux_request", str(exc)))
+    return await _run(hub, options, batch, peer)
+
+
+def too_large(options: TransportOptions) -> Answer:
+    detail = f"request body exceeds {options.max_body_bytes} bytes"
+    return Answer(413, error_body("body_too_large", detail))
+
+
+FORBIDDEN_ORIGIN = Answer(403, error_body("origin_forbidden", "this Origin is not allowed"))
 
 
 def _peer(request: web.Request, transport: str) -> Peer:
@@ -77,57 +129,23 @@ def _peer(request: web.Request, transport: str) -> Peer:
     )
 
 
-async def _respond(
-    request: web.Request,
-    hub: Hub,
-    options: TransportOptions,
-    batch: list[Message | Malformed],
-    transport: str,
-) -> tuple[int, bytes, str | None]:
-    browser = request.cookies.get(options.cookie.name)
-    new_browser = None
-    if browser is None and _has_handshake(batch):
-        browser = new_browser = secrets.token_hex(16)
-    ctx = RequestContext(transport=transport, browser_id=browser, batch_size=len(batch))
-    outcome = await hub.process(batch, ctx, _peer(request, transport))
-    return outcome.status, join_batch(outcome.parts), new_browser
-
-
-def _set_cookie(response: web.StreamResponse, options: TransportOptions, value: str) -> None:
-    cookie = options.cookie
-    response.set_cookie(
-        cookie.name,
-        value,
-        path="/",
-        httponly=cookie.http_only,
-        secure=cookie.secure or None,
-        samesite=cookie.same_site or None,
-        domain=cookie.domain or None,
-        max_age=cookie.max_age_s,
-    )
+def _response(answer: Answer, headers: dict[str, str]) -> web.Response:
+    response = web.Response(status=answer.status, body=answer.body, headers=headers)
+    if answer.set_cookie is not None:
+        response.headers["Set-Cookie"] = answer.set_cookie
+    return response
 
 
 async def handle_post(request: web.Request, hub: Hub, options: TransportOptions) -> web.Response:
-    if not origin_allowed(request, options):
-        return error_response(403, "origin_forbidden", "this Origin is not allowed")
+    if not request_origin_allowed(request, options):
+        return _response(FORBIDDEN_ORIGIN, JSON_HEADERS)
     body = await read_body(request, options.max_body_bytes)
     if body is None:
-        return error_response(
-            413, "body_too_large", f"request body exceeds {options.max_body_bytes} bytes"
-        )
-    try:
-        batch = _decode_body(body, request.content_type, options.max_batch)
-    except DecodeError as exc:
-        return error_response(400, "invalid_bayeux_request", str(exc))
-    status, payload, new_browser = await _respond(request, hub, options, batch, "long-polling")
-    if status != 200:
-        return error_response(
-            status, "connect_replaced", "a newer /meta/connect of this session replaced this one"
-        )
-    response = web.Response(body=payload, headers=JSON_HEADERS)
-    if new_browser is not None:
-        _set_cookie(response, options, new_browser)
-    return response
+        return _response(too_large(options), JSON_HEADERS)
+    peer = _peer(request, "long-polling")
+    return _response(
+        await long_polling(hub, options, body, request.content_type, peer), JSON_HEADERS
+    )
 
 
 async def handle_jsonp(request: web.Request, hub: Hub, options: TransportOptions) -> web.Response:
@@ -142,21 +160,17 @@ async def handle_jsonp(request: web.Request, hub: Hub, options: TransportOptions
         return error_response(
             400, "invalid_callback", "the jsonp callback must be a JavaScript identifier path"
         )
-    if not origin_allowed(request, options):
-        return error_response(403, "origin_forbidden", "this Origin is not allowed")
+    if not request_origin_allowed(request, options):
+        return _response(FORBIDDEN_ORIGIN, JSON_HEADERS)
     try:
         batch = decode_form(query.getall("message", []), options.max_batch)
     except DecodeError as exc:
         return error_response(400, "invalid_bayeux_request", str(exc))
-    status, payload, new_browser = await _respond(request, hub, options, batch, "callback-polling")
-    if status != 200:
-        return error_response(
-            status, "connect_replaced", "a newer /meta/connect of this session replaced this one"
-        )
+    answer = await _run(hub, options, batch, _peer(request, "callback-polling"))
+    if answer.status != 200:
+        return _response(answer, JSON_HEADERS)
     # U+2028/U+2029 are valid in JSON but end a line in older JavaScript.
-    payload = payload.replace("\u2028".encode(), b"\\u2028").replace("\u2029".encode(), b"\\u2029")
+    payload = answer.body.replace("\u2028".encode(), b"\\u2028")
+    payload = payload.replace("\u2029".encode(), b"\\u2029")
     script = b"/**/" + callback.encode() + b"(" + payload + b");"
-    response = web.Response(body=script, headers=JSONP_HEADERS)
-    if new_browser is not None:
-        _set_cookie(response, options, new_browser)
-    return response
+    return _response(Answer(200, script, answer.set_cookie), JSONP_HEADERS)

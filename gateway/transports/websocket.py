@@ -21,7 +21,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway.hub import Hub
 from gateway.security import Peer
-from gateway.transports.common import TransportOptions, error_response, origin_allowed
+from gateway.transports.common import TransportOptions, error_response, request_origin_allowed
 from protocol import DecodeError, RequestContext, decode_batch, join_batch
 
 __all__ = ["WebSocketPeer", "handle_websocket"]
@@ -67,7 +67,7 @@ async def handle_websocket(
     options: TransportOptions,
     sockets: set[web.WebSocketResponse],
 ) -> web.StreamResponse:
-    if not origin_allowed(request, options):
+    if not request_origin_allowed(request, options):
         return error_response(403, "origin_forbidden", "this Origin is not allowed")
     ws = web.WebSocketResponse(
         max_msg_size=options.max_body_bytes, decode_text=False, autoping=True
