@@ -28,12 +28,13 @@ from gateway.transports.http import handle_jsonp, handle_post
 from gateway.transports.websocket import handle_websocket
 from protocol import Settings
 
-__all__ = ["CONFIG", "HUB", "create_app", "make_engine", "settings_from"]
+__all__ = ["CONFIG", "HUB", "OPTIONS", "create_app", "make_engine", "settings_from"]
 
 log = structlog.get_logger("gateway.app")
 
 HUB = web.AppKey("hub", Hub)
 CONFIG = web.AppKey("config", Config)
+OPTIONS = web.AppKey("transport_options", TransportOptions)
 _SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
 
 SWEEP_INTERVAL_S = 1.0
@@ -87,6 +88,7 @@ def create_app(
         cookie=config.cookie,
         allow_origins=frozenset(config.cors.allow_origins),
     )
+    app[OPTIONS] = options
 
     async def post(request: web.Request) -> web.StreamResponse:
         return await handle_post(request, hub, options)

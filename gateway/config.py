@@ -38,6 +38,7 @@ class ServerConfig(_Section, frozen=True):
     max_batch: Positive = 100
     shutdown_timeout_s: Annotated[float, Meta(ge=0)] = 5.0
     access_log: bool = False
+    fast_http: bool = True
 
 
 class BayeuxConfig(_Section, frozen=True):
@@ -107,6 +108,8 @@ HELP: dict[str, str] = {
     "server.max_batch": "most messages accepted in one request (400 above)",
     "server.shutdown_timeout_s": "how long a graceful shutdown waits for requests",
     "server.access_log": "log every HTTP request",
+    "server.fast_http": "serve long-polling POSTs on the lean HTTP path (false: all through "
+    "aiohttp)",
     "bayeux.timeout_ms": "how long a /meta/connect is held (advice.timeout)",
     "bayeux.interval_ms": "advised pause between connects (advice.interval)",
     "bayeux.max_interval_ms": "a session with no connect for interval+this expires",

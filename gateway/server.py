@@ -1,4 +1,8 @@
-"""Running the application until SIGINT/SIGTERM, with a bounded graceful drain."""
+"""Listening and running: one socket, the fast long-polling path in front of aiohttp.
+
+:func:`start` is used by ``gateway serve`` and by the tests alike, so tests exercise exactly the
+production stack.  :func:`run` adds signal handling and a bounded graceful drain.
+"""
 
 from __future__ import annotations
 
@@ -6,46 +10,100 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from yarl import URL
 
-from gateway.app import create_app
+from gateway.app import CONFIG, HUB, OPTIONS, create_app
 from gateway.config import Config
 from gateway.logs import configure_logging
+from gateway.transports.fasthttp import FastPath
 
-__all__ = ["run"]
+__all__ = ["RunningGateway", "run", "start"]
 
 log = structlog.get_logger("gateway.server")
 
 
-async def run(config: Config) -> int:
-    configure_logging(config.log.level, config.log.format)
-    app = create_app(config)
+class RunningGateway:
+    """A started gateway: ``app``, ``host``, ``port``, ``make_url(path)``, ``close()``."""
+
+    def __init__(
+        self,
+        app: web.Application,
+        runner: web.AppRunner,
+        server: asyncio.Server,
+        fast: FastPath | None,
+        host: str,
+    ) -> None:
+        self.app = app
+        self.runner = runner
+        self.server = server
+        self.fast = fast
+        self.host = host
+        self.port: int = server.sockets[0].getsockname()[1]
+
+    def make_url(self, path: str) -> URL:
+        return URL.build(scheme="http", host=self.host, port=self.port, path=path)
+
+    async def close(self) -> None:
+        """Stop listening, answer held connects, close connections, then clean up."""
+        self.server.close()
+        if self.fast is not None:
+            self.fast.closing = True
+        await self.runner.cleanup()
+
+
+async def start(app: web.Application, host: str, port: int) -> RunningGateway:
+    config = app[CONFIG]
     runner = web.AppRunner(
         app,
         access_log=_access_log(config),
         handle_signals=False,
         shutdown_timeout=config.server.shutdown_timeout_s,
     )
+    fast = None
+    if config.server.fast_http:
+        fast = FastPath(
+            hub=app[HUB],
+            options=app[OPTIONS],
+            mounts=config.server.mounts,
+            fallback=lambda: _aiohttp_protocol(runner),
+        )
+        # After the hub has answered held connects (registered by create_app).
+        app.on_shutdown.append(_fast_drain(fast, config.server.shutdown_timeout_s))
     await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port, reuse_address=True)
+    factory: Callable[[], asyncio.Protocol] = (
+        fast.protocol if fast is not None else lambda: _aiohttp_protocol(runner)
+    )
+    loop = asyncio.get_running_loop()
     try:
-        await site.start()
+        server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
+    except OSError:
+        await runner.cleanup()
+        raise
+    return RunningGateway(app, runner, server, fast, host)
+
+
+async def run(config: Config) -> int:
+    configure_logging(config.log.level, config.log.format)
+    app = create_app(config)
+    try:
+        running = await start(app, config.server.host, config.server.port)
     except OSError as exc:
         print(
             f"gateway: cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}",
             file=sys.stderr,
         )
-        await runner.cleanup()
         return 2
-    port = _bound_port(runner) or config.server.port
-    base = f"http://{config.server.host}:{port}"
+    base = f"http://{config.server.host}:{running.port}"
     for mount in config.server.mounts:
         log.info("listening", url=base + mount, engine=config.engine.kind)
+    others = ", ".join(base + m for m in config.server.mounts[1:])
     print(
         f"gateway ready: connect a CometD client to {base}{config.server.mounts[0]}"
-        f" (also {', '.join(base + m for m in config.server.mounts[1:])})",
+        + (f" (also {others})" if others else ""),
         flush=True,
     )
     stop = asyncio.Event()
@@ -54,8 +112,20 @@ async def run(config: Config) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping")
-    await runner.cleanup()
+    await running.close()
     return 0
+
+
+def _aiohttp_protocol(runner: web.AppRunner) -> asyncio.Protocol:
+    assert runner.server is not None
+    return runner.server()
+
+
+def _fast_drain(fast: FastPath, timeout_s: float) -> Callable[[web.Application], Awaitable[None]]:
+    async def drain(app: web.Application) -> None:
+        await fast.shutdown(timeout_s)
+
+    return drain
 
 
 def _access_log(config: Config) -> logging.Logger | None:
@@ -64,10 +134,3 @@ def _access_log(config: Config) -> logging.Logger | None:
     logger = logging.getLogger("aiohttp.access")
     logger.setLevel(logging.INFO)
     return logger
-
-
-def _bound_port(runner: web.AppRunner) -> int | None:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return None

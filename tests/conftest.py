@@ -1,33 +1,37 @@
-"""Shared fixtures: a real gateway on a loopback port, built from a validated configuration."""
+"""Shared fixtures: a real gateway on a loopback port, started exactly as ``gateway serve`` does
+(the fast long-polling path in front of aiohttp), from a validated configuration."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
 from gateway.config import load_config
 from gateway.security import SecurityPolicy
+from gateway.server import RunningGateway, start
 
-MakeGateway = Callable[..., Awaitable[TestServer]]
+MakeGateway = Callable[..., Awaitable[RunningGateway]]
 
 
 @pytest.fixture
-def make_gateway(aiohttp_server: Any) -> MakeGateway:
-    """``await make_gateway(bayeux={"timeout_ms": 2000}, policy=...)`` → a started TestServer.
+async def make_gateway() -> AsyncIterator[MakeGateway]:
+    """``await make_gateway(bayeux={"timeout_ms": 2000}, policy=...)`` → a started gateway.
 
     Keyword arguments are configuration sections (as in the TOML file); the process
-    environment is ignored so a developer's GATEWAY_* variables cannot change a test.
+    environment is ignored so a developer's GATEWAY_* variables cannot change a test.  The
+    result has ``app``, ``host``, ``port`` and ``make_url(path)``; it is closed at teardown.
     """
+    started: list[RunningGateway] = []
 
-    async def make(policy: SecurityPolicy | None = None, **sections: Any) -> TestServer:
+    async def make(policy: SecurityPolicy | None = None, **sections: Any) -> RunningGateway:
         config = load_config(env={}, overrides=sections)
-        server: TestServer = await aiohttp_server(
-            create_app(config, policy=policy), host="127.0.0.1"
-        )
-        return server
+        running = await start(create_app(config, policy=policy), "127.0.0.1", 0)
+        started.append(running)
+        return running
 
-    return make
+    yield make
+    for running in reversed(started):
+        await running.close()
