@@ -24,6 +24,7 @@ import structlog
 
 from gateway.engines.base import Engine, OverflowPolicy
 from gateway.held import End, Held, WsPeer
+from gateway.pushes import PushGroups
 from gateway.security import AllowAll, Peer, SecurityPolicy
 from protocol import (
     AckExtension,
@@ -113,6 +114,7 @@ class Hub:
         self._browser_polls: Counter[str] = Counter()
         self._acks: dict[str, AckState] = {}
         self._pushing: set[str] = set()
+        self._pushes: PushGroups[Held] = PushGroups(self._push, self._spawn)
         self._services: dict[str, ServiceHandler] = {}
         self._opened: list[SessionListener] = []
         self._closed: list[SessionListener] = []
@@ -181,7 +183,7 @@ class Hub:
         if held.push:
             if client_id not in self._pushing:
                 self._pushing.add(client_id)
-                self._spawn(self._push(held, self._flush_delay_ms(client_id)))
+                self._pushes.schedule(held, self._flush_delay_ms(client_id))
             return
         delay = self._flush_delay_ms(client_id)
         if delay:
@@ -509,19 +511,19 @@ class Hub:
         await self.engine.release(client_id, self.settings.expiry_after_connect(self._clock_ms()))
         return events, encode(final)
 
-    async def _push(self, held: Held, delay_ms: int) -> None:
-        """Websocket: send what is queued as one frame, while the connect stays held."""
-        try:
-            # At least one loop turn, so that a burst of publications gathers into one frame.
-            await asyncio.sleep(delay_ms / 1000)
-            if self._held.get(held.client_id) is not held or held.ws is None:
-                return
-            events = await self.engine.drain(held.client_id)
-            if events and not held.ws.closed:
-                self._flushed[held.client_id] = self._clock_ms()
-                held.ws.send(events)
-        finally:
-            self._pushing.discard(held.client_id)
+    async def _push(self, group: list[Held]) -> None:
+        """Websocket: send each session's queued events as one frame; connects stay held."""
+        now = self._clock_ms()
+        for held in group:
+            client_id = held.client_id
+            self._pushing.discard(client_id)
+            ws = held.ws
+            if self._held.get(client_id) is not held or ws is None or ws.closed:
+                continue
+            events = await self.engine.drain(client_id)
+            if events:
+                self._flushed[client_id] = now
+                ws.send(events)
 
     async def ws_closed(self, client_ids: Sequence[str], ws: WsPeer) -> None:
         """The socket is gone: stop holding its connects; sessions expire unless it returns."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Coroutine
+from typing import Any
 
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -45,20 +47,41 @@ class WebSocketPeer:
     def send(self, parts: list[bytes]) -> None:
         if not parts or self.ws.closed:
             return
-        self._outbox.append(join_batch(parts))
-        if self._writer is None:
-            self._writer = asyncio.ensure_future(self._write())
-
-    async def _write(self) -> None:
+        frame = join_batch(parts)
+        if self._writer is not None:
+            self._outbox.append(frame)  # keep order behind a frame waiting for the socket
+            return
+        # aiohttp writes a frame synchronously and only suspends when the socket is backed
+        # up, so run the coroutine eagerly: a task per frame would cost more than the frame.
+        sending = self.ws.send_frame(frame, WSMsgType.TEXT)
         try:
+            waiting = sending.send(None)
+        except StopIteration:
+            return
+        except (ConnectionError, RuntimeError):
+            return  # the socket is closing; its sessions expire unless the client returns
+        self._writer = asyncio.ensure_future(self._finish(sending, waiting))
+
+    async def _finish(self, sending: Coroutine[Any, Any, None], waiting: Any) -> None:
+        """Backpressure: finish the suspended frame, then the frames queued behind it."""
+        try:
+            while True:
+                if asyncio.isfuture(waiting):
+                    await asyncio.wait([waiting])  # its outcome is read by ``sending`` itself
+                else:
+                    await asyncio.sleep(0)
+                try:
+                    waiting = sending.send(None)
+                except StopIteration:
+                    break
             while self._outbox and not self.ws.closed:
                 await self.ws.send_frame(self._outbox.popleft(), WSMsgType.TEXT)
         except (ConnectionError, RuntimeError):
-            self._outbox.clear()
+            pass
         finally:
+            # Everything queued was sent, or the socket is closing (its frames are moot).
+            self._outbox.clear()
             self._writer = None
-            if self._outbox and not self.ws.closed:
-                self._writer = asyncio.ensure_future(self._write())
 
 
 async def handle_websocket(
