@@ -53,7 +53,7 @@ class BayeuxConfig(_Section, frozen=True):
     max_sessions_per_browser: Positive = 1
     multi_session_interval_ms: int = 2_000
     deliver_only_on_connect: bool = False
-    batch_window_ms: NonNegative = 100
+    batch_window_ms: NonNegative = 250
     duplicate_connect_status: Annotated[int, Meta(ge=400, le=599)] = 500
     ack_extension: bool = True
     validate_ids: bool = True
