@@ -1,10 +1,11 @@
-"""A held ``/meta/connect``: one per session at most.
+"""A held ``/meta/connect``: one per session at most, answered through a callback.
 
-Over long-polling the HTTP request waits on a future; over websocket the connect stays open
-while events are pushed as frames, and its reply goes out at timeout.  Either way a held connect
-ends for one of these reasons:
+No task waits while a connect is held: a held connect is this small record, a timer and an
+entry in the hub's table, whatever the transport.  When the hold ends, the hub computes the
+reply in a short task and hands it to the request's :class:`Responder` (long-polling) or
+:class:`WsPeer` (websocket).  A hold ends for one of these reasons:
 
-* ``WAKE`` — something was queued for the session;
+* ``WAKE`` — something was queued for the session (possibly after the batching window);
 * ``TIMEOUT`` — the advised timeout passed;
 * ``SUPERSEDED`` — a newer connect of the same session arrived (the old HTTP request gets the
   duplicate status, 500 by default; a websocket gets nothing, as in CometD);
@@ -17,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from protocol import Message, Reply
 
-__all__ = ["End", "Held", "WsPeer"]
+__all__ = ["End", "Held", "Outcome", "Responder", "WsPeer"]
 
 
 class End(enum.Enum):
@@ -30,6 +32,25 @@ class End(enum.Enum):
     SUPERSEDED = "superseded"
     CLOSED = "closed"
     GONE = "gone"
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The response to one request: HTTP status and encoded messages (a JSON array's items).
+
+    ``held`` names the session whose connect is being held for this request: the answer will
+    come later through the request's responder.
+    """
+
+    status: int = 200
+    parts: list[bytes] = field(default_factory=list)
+    held: str | None = None
+
+
+class Responder(Protocol):
+    """The long-polling side of a held connect: receives the response when the hold ends."""
+
+    def respond(self, outcome: Outcome) -> None: ...
 
 
 class WsPeer(Protocol):
@@ -54,8 +75,8 @@ class Held:
         "push",
         "reply",
         "request",
+        "responder",
         "timer",
-        "waiter",
         "ws",
     )
 
@@ -67,6 +88,7 @@ class Held:
         request: Message,
         browser_id: str | None,
         ws: WsPeer | None,
+        responder: Responder | None,
         push: bool,
     ) -> None:
         self.client_id = client_id
@@ -74,59 +96,38 @@ class Held:
         self.request = request
         self.browser_id = browser_id
         self.ws = ws
-        self.push = push
+        self.responder = responder
+        self.push = push  # websocket: events are pushed while the connect stays held
         self.events: list[bytes] = []
-        self.waiter: asyncio.Future[End] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.flushing = False
         self.counted = False  # counts against its browser's long-poll limit
-        # Websocket connects end through a callback instead of a waiting request.
         self.on_end: Callable[[Held, End], None] | None = None
 
+    def start(self, timeout_s: float, on_end: Callable[[Held, End], None]) -> None:
+        self.on_end = on_end
+        self.timer = asyncio.get_running_loop().call_later(timeout_s, self._timeout)
+
     def end(self, reason: End, events: list[bytes] | None = None) -> None:
+        """End the hold (once; later calls only add nothing)."""
         if events:
             self.events.extend(events)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if self.waiter is not None:
-            if not self.waiter.done():
-                self.waiter.set_result(reason)
-        elif self.on_end is not None:
-            callback, self.on_end = self.on_end, None
+        callback, self.on_end = self.on_end, None
+        if callback is not None:
             callback(self, reason)
 
     def wake_after(self, delay_s: float) -> None:
         """End with ``WAKE`` after ``delay_s`` instead of at the hold timeout (batching)."""
-        if self.flushing:
+        if self.flushing or self.on_end is None:
             return
         self.flushing = True
         if self.timer is not None:
             self.timer.cancel()
-        self.timer = asyncio.get_running_loop().call_later(delay_s, self._wake)
-
-    def _wake(self) -> None:
-        self.timer = None
-        self.end(End.WAKE)
-
-    async def wait(self, timeout_s: float) -> End:
-        """Long-polling: wait for the end of the hold."""
-        self.flushing = False
-        loop = asyncio.get_running_loop()
-        self.waiter = loop.create_future()
-        self.timer = loop.call_later(timeout_s, self._timeout)
-        try:
-            return await self.waiter
-        finally:
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
-            self.waiter = None
+        self.timer = asyncio.get_running_loop().call_later(delay_s, self.end, End.WAKE)
 
     def _timeout(self) -> None:
         self.timer = None
         self.end(End.TIMEOUT)
-
-    def start_timer(self, timeout_s: float) -> None:
-        """Websocket: schedule the connect reply."""
-        self.timer = asyncio.get_running_loop().call_later(timeout_s, self._timeout)

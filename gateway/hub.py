@@ -16,14 +16,13 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 import structlog
 
 from gateway.engines.base import Engine, OverflowPolicy
-from gateway.held import End, Held, WsPeer
+from gateway.held import End, Held, Outcome, Responder, WsPeer
 from gateway.pushes import PushGroups
 from gateway.security import AllowAll, Peer, SecurityPolicy
 from protocol import (
@@ -77,12 +76,17 @@ def _wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-@dataclass(slots=True)
-class Outcome:
-    """The response to one request: HTTP status and encoded messages (a JSON array's items)."""
+class _Waiter:
+    """A responder for callers that await the answer of a held long-poll."""
 
-    status: int = 200
-    parts: list[bytes] = field(default_factory=list)
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+
+    def respond(self, outcome: Outcome) -> None:
+        if not self.future.done():
+            self.future.set_result(outcome)
 
 
 class Hub:
@@ -226,11 +230,13 @@ class Hub:
         ctx: RequestContext,
         peer: Peer,
         ws: WsPeer | None = None,
+        responder: Responder | None = None,
     ) -> Outcome:
         """Handle one request (an HTTP body or a websocket frame) and build its response.
 
-        Over long-polling a held connect is awaited here.  Over websocket it is registered and
-        answered later through ``ws``; the returned outcome holds the immediate replies.
+        A held connect is answered later: over websocket through ``ws``, over long-polling
+        through ``responder`` (the returned outcome then names the held session in ``held``).
+        Without a responder, a held long-poll is awaited here.
         """
         now = self._wall_ms()
         head: list[bytes] = []
@@ -276,10 +282,14 @@ class Hub:
         outcome = Outcome(parts=head)
         tail: list[bytes] = []
         for action, message in connects:
-            answer = await self._connect(action, message, ctx, ws)
+            waiter = _Waiter() if ws is None and responder is None else None
+            answer = await self._connect(action, message, ctx, ws, responder or waiter)
             if answer is None:
+                # Held: only a connect alone in its request is held, so nothing else is due.
+                if waiter is not None:
+                    return await waiter.future
                 if ws is None:
-                    return Outcome(status=self.duplicate_connect_status)
+                    return Outcome(held=action.session.client_id)
                 continue
             events, encoded = answer
             outcome.parts.extend(events)
@@ -399,15 +409,20 @@ class Hub:
     # -- connects -----------------------------------------------------------------------------
 
     async def _connect(
-        self, action: Connect, message: Message, ctx: RequestContext, ws: WsPeer | None
+        self,
+        action: Connect,
+        message: Message,
+        ctx: RequestContext,
+        ws: WsPeer | None,
+        responder: Responder | None,
     ) -> tuple[list[bytes], bytes] | None:
-        """Answer or hold a connect.  ``None``: superseded (or, on websocket, still held)."""
+        """Answer a connect now, or hold it (``None``) and answer it when the hold ends."""
         session = action.session
         client_id = session.client_id
         await self.engine.update_session(session)
         previous = self._held.pop(client_id, None)
         if previous is not None:
-            self._uncount(previous)  # now, not when its request resumes: the new one may hold
+            self._uncount(previous)  # now, not when its answer is written: the new one may hold
             previous.end(End.SUPERSEDED)
         ack = self._acks.get(client_id) if session.ack else None
         if ack is not None and action.ack is not None:
@@ -430,41 +445,23 @@ class Hub:
             return await self._answer(client_id, reply, message, [])
         push = ws is not None and not self.deliver_only_on_connect and not session.ack
         held = Held(
-            client_id=client_id, reply=reply, request=message, browser_id=browser, ws=ws, push=push
+            client_id=client_id,
+            reply=reply,
+            request=message,
+            browser_id=browser,
+            ws=ws,
+            responder=responder if ws is None else None,
+            push=push,
         )
         self._held[client_id] = held
         await self.engine.hold(client_id)
         if ws is not None:
             ws.sessions.add(client_id)
-            held.on_end = self._ws_connect_ended
-            held.start_timer(hold_ms / 1000)
-            return None
-        return await self._hold_http(held, hold_ms)
-
-    async def _hold_http(self, held: Held, hold_ms: int) -> tuple[list[bytes], bytes] | None:
-        if held.browser_id is not None:
-            self._browser_polls[held.browser_id] += 1
+        elif browser is not None:
+            self._browser_polls[browser] += 1
             held.counted = True
-        deadline = self._clock_ms() + hold_ms
-        try:
-            while True:
-                reason = await held.wait(max(0, deadline - self._clock_ms()) / 1000)
-                if reason is not End.WAKE or await self.engine.has_messages(held.client_id):
-                    break
-                # Someone else took the queued events (a piggy-backed reply): keep holding.
-        except asyncio.CancelledError:
-            # The client went away while held: queued events stay for its next connect.
-            if self._held.get(held.client_id) is held:
-                del self._held[held.client_id]
-                await self.engine.release(
-                    held.client_id, self.settings.expiry_after_connect(self._clock_ms())
-                )
-            raise
-        finally:
-            self._uncount(held)
-        if self._held.get(held.client_id) is held:
-            del self._held[held.client_id]
-        return await self._finish(held, reason)
+        held.start(hold_ms / 1000, self._hold_ended)
+        return None
 
     def _uncount(self, held: Held) -> None:
         """This held poll no longer counts against its browser's limit."""
@@ -474,16 +471,40 @@ class Hub:
             if self._browser_polls[held.browser_id] <= 0:
                 del self._browser_polls[held.browser_id]
 
-    def _ws_connect_ended(self, held: Held, reason: End) -> None:
+    def _hold_ended(self, held: Held, reason: End) -> None:
         if self._held.get(held.client_id) is held:
             del self._held[held.client_id]
-        self._spawn(self._ws_finish(held, reason))
+        self._uncount(held)
+        self._spawn(self._deliver(held, reason))
 
-    async def _ws_finish(self, held: Held, reason: End) -> None:
+    async def _deliver(self, held: Held, reason: End) -> None:
+        """Compute the reply of a held connect and hand it to its socket or request."""
         answer = await self._finish(held, reason)
-        if answer is not None and held.ws is not None and not held.ws.closed:
-            events, reply = answer
-            held.ws.send([*events, reply])
+        if held.ws is not None:
+            if answer is not None and not held.ws.closed:
+                events, reply = answer
+                held.ws.send([*events, reply])
+        elif held.responder is not None:
+            if answer is None:
+                held.responder.respond(Outcome(status=self.duplicate_connect_status))
+            else:
+                events, reply = answer
+                held.responder.respond(Outcome(parts=[*events, reply]))
+
+    def abandon(self, client_id: str, responder: Responder) -> None:
+        """The client of a held long-poll hung up: stop holding; events stay for later."""
+        held = self._held.get(client_id)
+        if held is None or held.responder is not responder:
+            return
+        self._release(held)
+
+    def _release(self, held: Held) -> None:
+        del self._held[held.client_id]
+        self._uncount(held)
+        held.on_end = None
+        held.end(End.SUPERSEDED)
+        expiry = self.settings.expiry_after_connect(self._clock_ms())
+        self._spawn(self.engine.release(held.client_id, expiry))
 
     async def _finish(self, held: Held, reason: End) -> tuple[list[bytes], bytes] | None:
         if reason is End.SUPERSEDED:
@@ -525,17 +546,12 @@ class Hub:
                 self._flushed[client_id] = now
                 ws.send(events)
 
-    async def ws_closed(self, client_ids: Sequence[str], ws: WsPeer) -> None:
+    def ws_closed(self, client_ids: Sequence[str], ws: WsPeer) -> None:
         """The socket is gone: stop holding its connects; sessions expire unless it returns."""
         for client_id in client_ids:
             held = self._held.get(client_id)
             if held is not None and held.ws is ws:
-                del self._held[client_id]
-                held.on_end = None
-                held.end(End.SUPERSEDED)
-                await self.engine.release(
-                    client_id, self.settings.expiry_after_connect(self._clock_ms())
-                )
+                self._release(held)
 
     # -- housekeeping -------------------------------------------------------------------------
 
@@ -546,11 +562,12 @@ class Hub:
             self.closed(record, "expired")
         return expired
 
-    async def close(self) -> None:
-        """Release every held connect (shutdown)."""
+    async def close(self, timeout_s: float = 2.0) -> None:
+        """Shutdown: answer every held connect now, give the answers a moment to go out."""
         for held in list(self._held.values()):
             held.end(End.TIMEOUT)
-        self._held.clear()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout_s)
         for task in list(self._tasks):
             task.cancel()
 

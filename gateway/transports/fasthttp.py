@@ -29,10 +29,17 @@ from typing import cast
 import structlog
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from gateway.held import Outcome
 from gateway.hub import Hub
 from gateway.security import Peer
 from gateway.transports.common import TransportOptions, error_body, origin_allowed
-from gateway.transports.http import FORBIDDEN_ORIGIN, Answer, long_polling, too_large
+from gateway.transports.http import (
+    FORBIDDEN_ORIGIN,
+    Answer,
+    answer_from,
+    long_polling,
+    too_large,
+)
 
 __all__ = ["FastHttpProtocol", "FastPath", "parse_cookies"]
 
@@ -111,7 +118,7 @@ class FastPath:
         loop = asyncio.get_running_loop()
         cutoff = loop.time() - KEEPALIVE_S
         for connection in list(self.connections):
-            if connection.task is None and connection.last_active < cutoff:
+            if not connection.busy and connection.last_active < cutoff:
                 connection.close()
         self._sweeper = loop.call_later(KEEPALIVE_S / 5, self._sweep) if not self.closing else None
 
@@ -131,10 +138,10 @@ class FastPath:
             self._sweeper = None
         busy = []
         for connection in list(self.connections):
-            if connection.task is None:
-                connection.close()
-            else:
+            if connection.task is not None:
                 busy.append(connection.task)
+            elif not connection.busy:
+                connection.close()
         if busy:
             await asyncio.wait(busy, timeout=timeout_s)
         for connection in list(self.connections):
@@ -142,13 +149,32 @@ class FastPath:
 
 
 class FastHttpProtocol(asyncio.Protocol):
+    """One connection.  While its connect is held no task runs: the hub calls :meth:`respond`."""
+
+    __slots__ = (
+        "_buffer",
+        "_held",
+        "_remote",
+        "_reply_to",
+        "fast",
+        "last_active",
+        "task",
+        "transport",
+    )
+
     def __init__(self, fast: FastPath) -> None:
         self.fast = fast
         self.transport: asyncio.Transport | None = None
         self.task: asyncio.Task[None] | None = None
         self._buffer = bytearray()
         self._remote: str | None = None
+        self._held: str | None = None  # the session whose connect this request holds
+        self._reply_to: tuple[str | None, bool] | None = None  # (Origin, keep-alive)
         self.last_active = asyncio.get_running_loop().time()
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None or self._held is not None
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -160,7 +186,7 @@ class FastHttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
-        if self.task is None:
+        if not self.busy:
             self._next_request()
         elif len(self._buffer) > MAX_HEAD + self.fast.options.max_body_bytes:
             self.close()  # a client flooding us while its request is being answered
@@ -169,6 +195,9 @@ class FastHttpProtocol(asyncio.Protocol):
         self.fast.connections.discard(self)
         if self.task is not None:
             self.task.cancel()
+        if self._held is not None:
+            self.fast.hub.abandon(self._held, self)
+            self._held = None
         self.transport = None
 
     def close(self) -> None:
@@ -189,7 +218,9 @@ class FastHttpProtocol(asyncio.Protocol):
             self._delegate()
             return
         if request.length > self.fast.options.max_body_bytes:
-            self._answer(too_large(self.fast.options), request, keep_alive=False)
+            self._answer(
+                too_large(self.fast.options), request.headers.get("Origin"), keep_alive=False
+            )
             return
         total = end + 4 + request.length
         if len(buffer) < total:
@@ -200,21 +231,18 @@ class FastHttpProtocol(asyncio.Protocol):
 
     async def _serve(self, request: _Head, body: bytes) -> None:
         keep_alive = request.keep_alive and not self.fast.closing
+        origin = request.headers.get("Origin")
         try:
-            headers = request.headers
-            origin = headers.get("Origin")
-            if not origin_allowed(origin, headers.get("Host"), self.fast.options):
-                answer = FORBIDDEN_ORIGIN
+            if not origin_allowed(origin, request.headers.get("Host"), self.fast.options):
+                answer: Answer | str = FORBIDDEN_ORIGIN
             else:
-                peer = Peer(
-                    transport="long-polling",
-                    remote=self._remote,
-                    headers=CIMultiDictProxy(headers),
-                    cookies=parse_cookies(headers.getall("Cookie", [])),
-                )
-                content_type = headers.get("Content-Type", "").partition(";")[0].strip().lower()
                 answer = await long_polling(
-                    self.fast.hub, self.fast.options, body, content_type, peer
+                    self.fast.hub,
+                    self.fast.options,
+                    body,
+                    _content_type(request),
+                    self._peer(request),
+                    self,
                 )
         except asyncio.CancelledError:
             raise
@@ -224,13 +252,36 @@ class FastHttpProtocol(asyncio.Protocol):
             keep_alive = False
         finally:
             self.task = None
-        self._answer(answer, request, keep_alive=keep_alive and not self.fast.closing)
+        if isinstance(answer, str):  # a held connect: the hub calls respond() later
+            self._held = answer
+            self._reply_to = (origin, keep_alive)
+            return
+        self._finish(answer, origin, keep_alive)
+
+    def respond(self, outcome: Outcome) -> None:
+        """The hub's answer to this connection's held connect."""
+        reply_to = self._reply_to
+        self._held = self._reply_to = None
+        if reply_to is not None:
+            self._finish(answer_from(outcome), *reply_to)
+
+    def _peer(self, request: _Head) -> Peer:
+        headers = request.headers
+        return Peer(
+            transport="long-polling",
+            remote=self._remote,
+            headers=CIMultiDictProxy(headers),
+            cookies=parse_cookies(headers.getall("Cookie", [])),
+        )
+
+    def _finish(self, answer: Answer, origin: str | None, keep_alive: bool) -> None:
+        self._answer(answer, origin, keep_alive=keep_alive and not self.fast.closing)
         if self.transport is not None and not self.transport.is_closing():
             self.last_active = asyncio.get_running_loop().time()
             if self._buffer:
                 self._next_request()
 
-    def _answer(self, answer: Answer, request: _Head, *, keep_alive: bool) -> None:
+    def _answer(self, answer: Answer, origin: str | None, *, keep_alive: bool) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -242,7 +293,6 @@ class FastHttpProtocol(asyncio.Protocol):
         ]
         if answer.set_cookie is not None:
             head.append(b"Set-Cookie: " + answer.set_cookie.encode("latin-1") + b"\r\n")
-        origin = request.headers.get("Origin")
         if origin is not None and (
             self.fast.options.any_origin or origin in self.fast.options.allow_origins
         ):
@@ -259,7 +309,7 @@ class FastHttpProtocol(asyncio.Protocol):
             transport.close()
 
     def _send_error(self, status: int, error: str, detail: str, *, close: bool) -> None:
-        self._answer(Answer(status, error_body(error, detail)), _Head.EMPTY, keep_alive=not close)
+        self._answer(Answer(status, error_body(error, detail)), None, keep_alive=not close)
 
     def _delegate(self) -> None:
         """Hand the connection, from this request on, to aiohttp's protocol."""
@@ -281,8 +331,6 @@ class _Head:
 
     __slots__ = ("headers", "keep_alive", "length", "path")
 
-    EMPTY: _Head
-
     def __init__(self, path: str, headers: CIMultiDict[str], length: int, keep_alive: bool) -> None:
         self.path = path
         self.headers = headers
@@ -290,9 +338,11 @@ class _Head:
         self.keep_alive = keep_alive
 
 
-_Head.EMPTY = _Head("", CIMultiDict(), 0, False)
-
 _DELEGATED_HEADERS = ("Transfer-Encoding", "Expect", "Upgrade")
+
+
+def _content_type(request: _Head) -> str:
+    return request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
 
 
 def _parse_head(raw: bytes) -> _Head | None:

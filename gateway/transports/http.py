@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
+from gateway.held import Outcome, Responder
 from gateway.hub import Hub
 from gateway.security import Peer
 from gateway.transports.common import (
@@ -35,7 +36,7 @@ from gateway.transports.common import (
 )
 from protocol import DecodeError, Malformed, Message, RequestContext, decode_batch, join_batch
 
-__all__ = ["Answer", "handle_jsonp", "handle_post", "long_polling"]
+__all__ = ["Answer", "answer_from", "handle_jsonp", "handle_post", "long_polling"]
 
 _CALLBACK_RE = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*(\.[A-Za-z_$][A-Za-z0-9_$]*)*$")
 _MAX_CALLBACK = 64
@@ -85,34 +86,50 @@ def _has_handshake(batch: Sequence[Message | Malformed]) -> bool:
     return any(isinstance(m, Message) and m.channel == "/meta/handshake" for m in batch)
 
 
+def answer_from(outcome: Outcome, set_cookie: str | None = None) -> Answer:
+    if outcome.status != 200:
+        detail = "a newer /meta/connect of this session replaced this one"
+        return Answer(outcome.status, error_body("connect_replaced", detail))
+    return Answer(200, join_batch(outcome.parts), set_cookie)
+
+
 async def _run(
     hub: Hub,
     options: TransportOptions,
     batch: list[Message | Malformed],
     peer: Peer,
-) -> Answer:
+    responder: Responder | None = None,
+) -> Answer | str:
     browser = peer.cookies.get(options.cookie.name)
     new_browser = None
     if browser is None and _has_handshake(batch):
         browser = new_browser = secrets.token_hex(16)
     ctx = RequestContext(transport=peer.transport, browser_id=browser, batch_size=len(batch))
-    outcome = await hub.process(batch, ctx, peer)
-    if outcome.status != 200:
-        detail = "a newer /meta/connect of this session replaced this one"
-        return Answer(outcome.status, error_body("connect_replaced", detail))
+    outcome = await hub.process(batch, ctx, peer, responder=responder)
+    if outcome.held is not None:
+        return outcome.held
     cookie = set_cookie_value(options.cookie, new_browser) if new_browser else None
-    return Answer(200, join_batch(outcome.parts), cookie)
+    return answer_from(outcome, cookie)
 
 
 async def long_polling(
-    hub: Hub, options: TransportOptions, body: bytes, content_type: str, peer: Peer
-) -> Answer:
-    """One long-polling POST, from its body to its answer."""
+    hub: Hub,
+    options: TransportOptions,
+    body: bytes,
+    content_type: str,
+    peer: Peer,
+    responder: Responder | None = None,
+) -> Answer | str:
+    """One long-polling POST, from its body to its answer.
+
+    With a ``responder``, a held connect returns the id of its session at once and its answer
+    goes to ``responder.respond()`` when the hold ends; without one it is awaited.
+    """
     try:
         batch = decode_body(body, content_type, options.max_batch)
     except DecodeError as exc:
         return Answer(400, error_body("invalid_bayeux_request", str(exc)))
-    return await _run(hub, options, batch, peer)
+    return await _run(hub, options, batch, peer, responder)
 
 
 def too_large(options: TransportOptions) -> Answer:
@@ -142,10 +159,11 @@ async def handle_post(request: web.Request, hub: Hub, options: TransportOptions)
     body = await read_body(request, options.max_body_bytes)
     if body is None:
         return _response(too_large(options), JSON_HEADERS)
-    peer = _peer(request, "long-polling")
-    return _response(
-        await long_polling(hub, options, body, request.content_type, peer), JSON_HEADERS
+    answer = await long_polling(
+        hub, options, body, request.content_type, _peer(request, "long-polling")
     )
+    assert isinstance(answer, Answer)  # no responder: a held connect was awaited
+    return _response(answer, JSON_HEADERS)
 
 
 async def handle_jsonp(request: web.Request, hub: Hub, options: TransportOptions) -> web.Response:
@@ -167,6 +185,7 @@ async def handle_jsonp(request: web.Request, hub: Hub, options: TransportOptions
     except DecodeError as exc:
         return error_response(400, "invalid_bayeux_request", str(exc))
     answer = await _run(hub, options, batch, _peer(request, "callback-polling"))
+    assert isinstance(answer, Answer)  # no responder: a held connect was awaited
     if answer.status != 200:
         return _response(answer, JSON_HEADERS)
     # U+2028/U+2029 are valid in JSON but end a line in older JavaScript.

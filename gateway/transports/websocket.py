@@ -119,5 +119,5 @@ async def handle_websocket(
             peer.send(outcome.parts)
     finally:
         sockets.discard(ws)
-        await hub.ws_closed(list(peer.sessions), peer)
+        hub.ws_closed(list(peer.sessions), peer)
     return ws

@@ -191,3 +191,35 @@ async def test_other_paths_and_methods_go_to_aiohttp(make_gateway: Any) -> None:
         assert status == 404
     finally:
         writer.close()
+
+
+@pytest.mark.parametrize("fast_http", [True, False], ids=["fast-path", "aiohttp-only"])
+async def test_held_connect_flows_on_both_http_paths(make_gateway: Any, fast_http: bool) -> None:
+    """Wake, supersede and timeout of a held long-poll, whichever HTTP path serves it."""
+    from conformance.client import LongPollingClient
+
+    server = await make_gateway(server={"fast_http": fast_http}, bayeux={"timeout_ms": 1500})
+    hub = server.app[HUB]
+    client = LongPollingClient(str(server.make_url("/cometd")))
+    try:
+        await client.open_session("/a")
+        held = asyncio.create_task(client.connect(timeout=10))
+        await _until(lambda: hub.held_count == 1)
+        await hub.publish("/a", {"n": 1})
+        assert (await asyncio.wait_for(held, 5))["successful"] is True
+        assert client.take_events() == [{"channel": "/a", "data": {"n": 1}}]
+        first = asyncio.create_task(client.post([client.connect_message()], within=10))
+        await _until(lambda: hub.held_count == 1)
+        second = asyncio.create_task(client.connect(timeout=10))
+        assert (await asyncio.wait_for(first, 5)).status == 500
+        reply = await asyncio.wait_for(second, 5)  # held to the timeout, then answered
+        assert reply["successful"] is True
+    finally:
+        await client.close()
+
+
+async def _until(predicate: Any, within: float = 5.0) -> None:
+    """Poll a server-side condition (synchronisation only; assertions stay on the wire)."""
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110 - the hub exposes no event for this
+            await asyncio.sleep(0.01)
