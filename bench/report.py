@@ -1,0 +1,350 @@
+"""Turn the collected events into the side-by-side text table (see bench/README.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+GEN_BUSY_PCT = 75.0  # load generator CPU at or above this: it adds some queueing latency
+GEN_SATURATED_PCT = 90.0  # load generator CPU at or above this: its numbers are suspect
+OTHER_BUSY_PCT = 15.0  # CPU used by other processes during a step: results are noisy
+TRANSPORT_NAMES = {"lp": "long-poll", "ws": "websocket"}
+
+
+@dataclass
+class Results:
+    quick: bool
+    servers: list[str]
+    notes: list[str]
+    faye_version: str
+    started: str
+    clients: int
+    step_seconds: float
+    big_clients: int
+    big_rate: float
+    big_seconds: float
+    ramps: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    big: dict[str, dict[str, Any]] = field(default_factory=dict)
+    idle: dict[str, dict[str, Any]] = field(default_factory=dict)
+    elapsed: float = 0.0
+    drain: float = 3.0
+    big_drain: float = 10.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "quick": self.quick,
+            "servers": self.servers,
+            "notes": self.notes,
+            "started": self.started,
+            "elapsed_s": self.elapsed,
+            "ramps": {"/".join(k): v for k, v in self.ramps.items()},
+            "big": self.big,
+            "idle": self.idle,
+        }
+
+
+def _steps(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e.get("event") == "step"]
+
+
+def best_step(events: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str]:
+    """The highest step held before the first failure, and what stopped the ramp."""
+    best = None
+    for step in _steps(events):
+        if not step["held"]:
+            return best, f"{step['rate']:,.0f}/s: {step['reason']}"
+        best = step
+    errors = [e["message"] for e in events if e.get("event") == "error"]
+    if errors:
+        return best, "load generator error"
+    return best, "ramp top reached" if best else "no step ran"
+
+
+def _gen_peak(events: list[dict[str, Any]]) -> float:
+    return max((s["gen_cpu_pct"] for s in _steps(events)), default=0.0)
+
+
+def _get(step: dict[str, Any] | None, key: str) -> float | None:
+    return None if step is None or key not in step else float(step[key])
+
+
+def _other_peak(events: list[dict[str, Any]]) -> float:
+    return max((s.get("other_cpu_pct", 0.0) for s in _steps(events)), default=0.0)
+
+
+def _fmt(v: float | None, spec: str = ",.0f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    out = [line, "-" * len(line)]
+    for r in rows:
+        out.append(
+            "  ".join(
+                c.ljust(w) if i < 3 or i == len(r) - 1 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
+    return out
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def render_ramps(res: Results, targets: list[str]) -> list[str]:
+    out = [
+        f"1. Rate ramp, {res.clients:,} clients, {res.step_seconds:g} s steps: highest step "
+        "held with p99 <= 1 s and no loss",
+        "   (broadcast: rate = publishes/s to all clients; agents: rate = msgs/s, one client each;",
+        f"   lost = not delivered within {res.drain:g} s after the step's last publish)",
+        "",
+    ]
+    header = [
+        "workload",
+        "transport",
+        "server",
+        "rate/s",
+        "deliv/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "srv CPU%",
+        "peak RSS MiB",
+        "gen CPU% (max)",
+        "stopped at",
+    ]
+    rows: list[list[str]] = []
+    for workload in ("broadcast", "agents"):
+        for transport in ("lp", "ws"):
+            per_server: dict[str, float] = {}
+            at_top: dict[str, bool] = {}
+            for name in res.servers:
+                run = res.ramps.get((workload, transport, name))
+                if run is None:
+                    continue
+                best, stop = best_step(run["events"])
+                gen = _gen_peak(run["events"])
+                gen_s = f"{gen:.0f}" + (" SATURATED" if gen >= GEN_SATURATED_PCT else "")
+                if run.get("died"):
+                    stop += f"; SERVER DIED (exit code {run['exit']})"
+                dups = sum(s["duplicates"] for s in _steps(run["events"]))
+                wrong = sum(s["misrouted"] for s in _steps(run["events"]))
+                if dups or wrong:
+                    stop += f"; {dups} duplicates, {wrong} misrouted"
+                busy = _other_peak(run["events"])
+                if busy >= OTHER_BUSY_PCT:
+                    stop += f" [machine busy: other {busy:.0f}%]"
+                # compare nominal delivery rates of the steps held (rate x fan-out), so that
+                # publish-timing jitter in the measured deliv/s cannot flip the verdict
+                fanout = res.clients if workload == "broadcast" else 1
+                per_server[name] = best["rate"] * fanout if best else 0.0
+                at_top[name] = stop == "ramp top reached"
+                rows.append(
+                    [
+                        workload,
+                        TRANSPORT_NAMES[transport],
+                        name,
+                        _fmt(_get(best, "rate")),
+                        _fmt(_get(best, "deliveries_per_s")),
+                        _fmt(_get(best, "p50_ms")),
+                        _fmt(_get(best, "p99_ms")),
+                        _fmt(_get(best, "max_ms")),
+                        _fmt(_get(best, "server_cpu_pct")),
+                        _fmt(_get(best, "server_hwm_mib")),
+                        gen_s,
+                        stop,
+                    ]
+                )
+            if "faye" in per_server and "gateway" in per_server:
+                ratio = per_server["gateway"] / per_server["faye"] if per_server["faye"] else 0
+                bound = ">= " if at_top.get("gateway") else ""  # gateway never failed a step
+                targets.append(
+                    f"{workload}/{TRANSPORT_NAMES[transport]}: gateway held "
+                    f"{per_server['gateway']:,.0f} vs faye {per_server['faye']:,.0f} "
+                    f"deliveries/s = {bound}{ratio:.2f}x (target >= 2x): "
+                    f"{_verdict(ratio >= 2)}"
+                )
+    return out + _table(header, rows)
+
+
+def render_big(res: Results, targets: list[str]) -> list[str]:
+    out = [
+        f"2. {res.big_clients:,} long-polling clients, {res.big_rate:g} broadcasts/s for "
+        f"{res.big_seconds:g} s",
+        "",
+    ]
+    header = [
+        "server",
+        "",
+        "",
+        "deliv/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        f"lost (>{res.big_drain:g} s)",
+        "dup",
+        "connects/s",
+        "srv CPU%",
+        "peak RSS MiB",
+        "gen CPU%",
+        "verdict (no loss, p99 < 1 s)",
+    ]
+    rows = []
+    for name in res.servers:
+        run = res.big.get(name)
+        if run is None:
+            continue
+        steps = _steps(run["events"])
+        s = steps[0] if steps else None
+        ok = None if s is None else (s["lost"] == 0 and s["p99_ms"] < 1000)
+        err = next((e["message"][:60] for e in run["events"] if e.get("event") == "error"), "")
+        if run.get("died"):
+            err = f"SERVER DIED (exit code {run['exit']})"
+        elif s is not None and s.get("other_cpu_pct", 0.0) >= OTHER_BUSY_PCT:
+            err = f"machine busy: other {s['other_cpu_pct']:.0f}%"
+        rows.append(
+            [
+                name,
+                "",
+                "",
+                _fmt(_get(s, "deliveries_per_s")),
+                _fmt(_get(s, "p50_ms")),
+                _fmt(_get(s, "p99_ms")),
+                _fmt(_get(s, "max_ms")),
+                _fmt(_get(s, "lost")),
+                _fmt(_get(s, "duplicates")),
+                _fmt(_get(s, "connects_per_s")),
+                _fmt(_get(s, "server_cpu_pct")),
+                _fmt(_get(s, "server_hwm_mib")),
+                _fmt(_get(s, "gen_cpu_pct")),
+                _verdict(ok) + (f" ({err})" if err else ""),
+            ]
+        )
+        if name == "gateway":
+            targets.append(
+                f"{res.big_clients:,} clients at {res.big_rate:g} broadcasts/s: "
+                f"gateway {_verdict(ok)}"
+            )
+    return out + _table(header, rows)
+
+
+def render_idle(res: Results, targets: list[str]) -> list[str]:
+    out = [
+        "3. Idle long-poll sessions (handshake + subscribe + held connect), one server process",
+        "",
+    ]
+    header = [
+        "server",
+        "",
+        "",
+        "sessions",
+        "held conns",
+        "RSS before MiB",
+        "RSS after MiB",
+        "KiB/session",
+        "setup s",
+        "anomalies",
+    ]
+    rows, per = [], {}
+    for name in res.servers:
+        r = res.idle.get(name)
+        if r is None:
+            continue
+        kib = (r["rss_after_kib"] - r["rss_before_kib"]) / max(1, r["sessions"])
+        per[name] = kib
+        rows.append(
+            [
+                name,
+                "",
+                "",
+                f"{r['sessions']:,}",
+                f"{r['held_connections']:,}",
+                f"{r['rss_before_kib'] / 1024:,.1f}",
+                f"{r['rss_after_kib'] / 1024:,.1f}",
+                f"{kib:.2f}",
+                f"{r['setup_seconds']:.1f}",
+                ", ".join(f"{k}: {v}" for k, v in r["anomalies"].items()) or "-",
+            ]
+        )
+    out += _table(header, rows)
+    first = next(iter(res.idle.values()), None)
+    if first and first["sessions"] < first["target"]:
+        out.append(
+            f"   note: {first['sessions']:,} instead of {first['target']:,} sessions: "
+            f"RLIMIT_NOFILE hard limit is {first['fd_limit']:,} here and the server "
+            "needs one socket per session plus its own files"
+        )
+    if "faye" in per and "gateway" in per and per["faye"] > 0:
+        ratio = per["gateway"] / per["faye"]
+        targets.append(
+            f"idle memory: gateway {per['gateway']:.2f} vs faye {per['faye']:.2f} "
+            f"KiB/session = {ratio:.2f}x (target <= 0.5x): {_verdict(ratio <= 0.5)}"
+        )
+    return out
+
+
+def render_anomalies(res: Results) -> list[str]:
+    lines = []
+    for (workload, transport, name), run in res.ramps.items():
+        for e in run["events"]:
+            if e.get("event") == "done" and e.get("anomalies"):
+                lines.append(f"   {name} {workload}/{TRANSPORT_NAMES[transport]}: {e['anomalies']}")
+            if e.get("event") == "error":
+                lines.append(
+                    f"   {name} {workload}/{TRANSPORT_NAMES[transport]}: {e['message'][:300]}"
+                )
+    for name, run in res.big.items():
+        for e in run["events"]:
+            if e.get("event") in ("done", "error") and (e.get("anomalies") or e.get("message")):
+                lines.append(
+                    f"   {name} {res.big_clients} clients: "
+                    f"{e.get('anomalies') or e.get('message', '')[:300]}"
+                )
+    return [
+        "Protocol anomalies seen by the clients (failed replies, re-handshakes, HTTP errors):",
+        *(lines or ["   none"]),
+    ]
+
+
+def all_steps(res: Results) -> list[dict[str, Any]]:
+    return [s for r in [*res.ramps.values(), *res.big.values()] for s in _steps(r["events"])]
+
+
+def render(res: Results) -> str:
+    mode = "QUICK smoke run (short steps, reduced sizes)" if res.quick else "full run"
+    out = [
+        f"Bayeux benchmark, {res.started}, {mode}, {res.elapsed / 60:.1f} min",
+        "server pinned to core 0 (taskset -c 0); load generator pinned to core 1 (taskset -c 1)",
+        f"baseline: {res.faye_version}, default memory engine; gateway: .venv/bin/gateway "
+        "serve (GATEWAY_LOG__LEVEL=warning)",
+        *[f"NOTE: {n}" for n in res.notes],
+        "",
+    ]
+    targets: list[str] = []
+    out += [*render_ramps(res, targets), ""]
+    if res.big:
+        out += [*render_big(res, targets), ""]
+    if res.idle:
+        out += [*render_idle(res, targets), ""]
+    out += [*render_anomalies(res), ""]
+    gen_peak = max(
+        [_gen_peak(r["events"]) for r in [*res.ramps.values(), *res.big.values()]] or [0.0]
+    )
+    other = max((s.get("other_cpu_pct", 0.0) for s in all_steps(res)), default=0.0)
+    if other >= OTHER_BUSY_PCT:
+        out.append(
+            f"WARNING: other processes used up to {other:.0f}% of a core during a step: "
+            "the machine was not idle, numbers are not reliable; rerun on an idle machine"
+        )
+    if gen_peak >= GEN_SATURATED_PCT:
+        verdict = " -- SATURATED: rates near the top may be limited by the generator"
+    elif gen_peak >= GEN_BUSY_PCT:
+        verdict = " (busy: latency at those steps includes some generator queueing)"
+    else:
+        verdict = " (not the bottleneck)"
+    out.append(f"Load generator peak CPU: {gen_peak:.0f}% of core 1{verdict}")
+    out += ["", "Targets:", *[f"   {t}" for t in targets or ["(need both servers)"]]]
+    return "\n".join(out) + "\n"

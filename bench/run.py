@@ -1,0 +1,350 @@
+"""Bayeux benchmark: the same loads against Faye and the gateway, printed side by side.
+
+    .venv/bin/python bench/run.py            # full run, under ~20 minutes
+    .venv/bin/python bench/run.py --quick    # smoke version, a few minutes
+
+Each scenario gets a fresh server pinned to core 0 (``taskset -c 0``); the load generator
+(bench/loadgen.py) runs pinned to core 1.  Traffic goes to 127.0.0.1 only.  The table is
+printed and written to bench/results/latest.txt (raw numbers: latest.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from metrics import machine_busy_seconds, sample
+from report import Results, render
+from servers import (
+    BENCH_DIR,
+    LoadGen,
+    RunningServer,
+    ServerSpec,
+    ensure_faye_installed,
+    established_connections,
+    faye_spec,
+    faye_version,
+    gateway_available,
+    gateway_spec,
+)
+
+SERVER_CORE, GEN_CORE = 0, 1
+RESULTS_DIR = BENCH_DIR / "results"
+LOG_DIR = RESULTS_DIR / "logs"
+RAMPS = [(w, t) for w in ("broadcast", "agents") for t in ("lp", "ws")]
+
+
+@dataclass
+class Plan:
+    quick: bool
+    clients: int = 1000
+    step_seconds: float = 5.0
+    warmup: float = 1.0
+    factor: float = 2**0.5
+    broadcast_rates: tuple[float, float] = (10, 640)  # first, last publish rate (msgs/s)
+    agents_rates: tuple[float, float] = (1000, 64000)
+    big_clients: int = 10_000
+    big_rate: float = 10
+    big_seconds: float = 20.0
+    idle_sessions: int = 20_000
+    idle_procs: int = 2
+    drain: float = 3.0  # wait after each step for stragglers; missing after that = lost
+    big_drain: float = 10.0
+
+    @classmethod
+    def make(cls, quick: bool) -> Plan:
+        if not quick:
+            return cls(quick=False)
+        return cls(
+            quick=True,
+            step_seconds=1.5,
+            warmup=0.5,
+            drain=2.0,
+            big_drain=5.0,
+            factor=2.0,
+            broadcast_rates=(20, 640),
+            agents_rates=(2000, 64000),
+            big_clients=2000,
+            big_seconds=5.0,
+            idle_sessions=4000,
+        )
+
+    def rates(self, workload: str) -> list[float]:
+        first, last = self.broadcast_rates if workload == "broadcast" else self.agents_rates
+        out: list[float] = []
+        r = first
+        while r <= last * 1.001:
+            out.append(round(r))
+            r *= self.factor
+        return out
+
+
+def raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
+    return hard
+
+
+def other_load(seconds: float = 1.0) -> float:
+    """CPU % (of one core) used by processes on the machine over ``seconds``."""
+    before = machine_busy_seconds()
+    time.sleep(seconds)
+    return 100 * (machine_busy_seconds() - before) / seconds
+
+
+def loadgen_cmd(server: RunningServer, *args: str) -> list[str]:
+    return [
+        "taskset",
+        "-c",
+        str(GEN_CORE),
+        sys.executable,
+        str(BENCH_DIR / "loadgen.py"),
+        *args,
+        "--url",
+        server.url,
+        "--server-pid",
+        str(server.pid),
+    ]
+
+
+def run_loadgen(cmd: list[str], label: str, timeout: float) -> list[dict[str, Any]]:
+    """Run one load-generator ramp, echo its progress, return its JSON events."""
+    events: list[dict[str, Any]] = []
+    gen = LoadGen(cmd, LOG_DIR / f"loadgen-{label}.log")
+    deadline = time.monotonic() + timeout
+    while (event := gen.next_event(deadline)) is not None:
+        events.append(event)
+        progress(label, event)
+        if event.get("event") == "done":
+            break
+    if time.monotonic() >= deadline:
+        print(f"  [{label}] time limit reached, stopping the load generator")
+    code = gen.finish()
+    if not any(e["event"] == "done" for e in events):
+        tail = gen.log.read_text(errors="replace")[-800:]
+        events.append({"event": "error", "message": f"load generator exited {code}: {tail}"})
+        print(f"  [{label}] load generator failed, see {gen.log}")
+    return events
+
+
+def progress(label: str, e: dict[str, Any]) -> None:
+    if e["event"] == "ready":
+        print(f"  [{label}] {e['clients']} clients ready in {e['setup_seconds']:.1f} s")
+    elif e["event"] == "step":
+        flag = "held" if e["held"] else f"FAILED: {e['reason']}"
+        print(
+            f"  [{label}] {e['rate']:>7.0f}/s  deliv/s {e['deliveries_per_s']:>9,.0f}  "
+            f"p50 {e['p50_ms']:>6.0f}  p99 {e['p99_ms']:>6.0f}  max {e['max_ms']:>6.0f} ms  "
+            f"srv {e.get('server_cpu_pct', 0):>3.0f}%  gen {e['gen_cpu_pct']:>3.0f}%  "
+            f"other {e.get('other_cpu_pct', 0):>3.0f}%  "
+            f"conn/s {e['connects_per_s']:>6,.0f}  {flag}",
+            flush=True,
+        )
+
+
+def start_server(spec: ServerSpec, label: str) -> RunningServer:
+    server = RunningServer(spec, SERVER_CORE, LOG_DIR / f"server-{label}.log")
+    try:
+        server.wait_ready()
+    except RuntimeError:
+        server.stop()
+        raise
+    return server
+
+
+def drive(spec: ServerSpec, label: str, timeout: float, **options: object) -> dict[str, Any]:
+    """Fresh server, one load-generator ramp against it, server stopped again."""
+    server = start_server(spec, label)
+    argv = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
+    try:
+        events = run_loadgen(loadgen_cmd(server, "ramp", *argv), label, timeout)
+    finally:
+        died = not server.alive  # crashed during the run (not stopped by us)
+        code = server.stop()
+    if died:
+        print(f"  [{label}] SERVER DIED during the run, exit code {code}; see {server.log_path}")
+    return {"events": events, "died": died, "exit": code}
+
+
+def ramp(spec: ServerSpec, plan: Plan, workload: str, transport: str) -> dict[str, Any]:
+    rates = ",".join(str(r) for r in plan.rates(workload))
+    return drive(
+        spec,
+        f"{spec.name}-{workload}-{transport}",
+        240,
+        transport=transport,
+        workload=workload,
+        clients=plan.clients,
+        rates=rates,
+        step_seconds=plan.step_seconds,
+        warmup=plan.warmup,
+        drain=plan.drain,
+    )
+
+
+def big_broadcast(spec: ServerSpec, plan: Plan) -> dict[str, Any]:
+    return drive(
+        spec,
+        f"{spec.name}-{plan.big_clients}-clients",
+        300,
+        transport="lp",
+        workload="broadcast",
+        clients=plan.big_clients,
+        rates=plan.big_rate,
+        step_seconds=plan.big_seconds,
+        warmup=2,
+        drain=plan.big_drain,
+    )
+
+
+def idle_memory(spec: ServerSpec, plan: Plan, fd_limit: int) -> dict[str, Any]:
+    """Hold idle long-poll sessions; RSS per session = (after - before) / sessions."""
+    label = f"{spec.name}-idle"
+    sessions = min(plan.idle_sessions, fd_limit - 100)
+    server = start_server(spec, label)
+    gens: list[LoadGen] = []
+    try:
+        time.sleep(1.0)
+        before = sample(server.pid)
+        per_proc = sessions // plan.idle_procs
+        t0 = time.monotonic()
+        for i in range(plan.idle_procs):
+            n = per_proc if i < plan.idle_procs - 1 else sessions - per_proc * i
+            cmd = loadgen_cmd(
+                server,
+                "idle",
+                "--workload=agents",
+                f"--clients={n}",
+                f"--channel-offset={i * per_proc}",
+            )
+            gens.append(LoadGen(cmd, LOG_DIR / f"loadgen-{label}-{i}.log"))
+        ready = [g.wait_for("ready", timeout=240) for g in gens]
+        setup = time.monotonic() - t0
+        time.sleep(5.0)  # first connects return (gateway) and are re-held; let the heap settle
+        after = sample(server.pid)
+        held = established_connections(server.port)
+        died = not server.alive
+        print(
+            f"  [{label}] {sessions} sessions in {setup:.1f} s, {held} connections held, "
+            f"RSS {before.rss_kib / 1024:.0f} -> {after.rss_kib / 1024:.0f} MiB"
+            + (" SERVER DIED" if died else ""),
+            flush=True,
+        )
+        for g in gens:
+            g.tell("stop")
+        done = [g.wait_for("done", timeout=60) for g in gens]
+    finally:
+        for g in gens:
+            g.finish()
+        server.stop()
+    anomalies: dict[str, int] = {}
+    for e in [*ready, *done]:
+        for k, v in (e or {}).get("anomalies", {}).items():
+            anomalies[k] = anomalies.get(k, 0) + v
+    if not all(ready):
+        anomalies["a load generator never became ready"] = 1
+    if died:
+        anomalies["server died"] = 1
+    return {
+        "sessions": sessions,
+        "target": plan.idle_sessions,
+        "fd_limit": fd_limit,
+        "rss_before_kib": before.rss_kib,
+        "rss_after_kib": after.rss_kib,
+        "held_connections": held,
+        "setup_seconds": setup,
+        "ok": all(ready) and not died,
+        "anomalies": anomalies,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true", help="short smoke version")
+    p.add_argument("--servers", default="faye,gateway", help="comma-separated subset")
+    p.add_argument(
+        "--only", default="ramp,big,idle", help="comma-separated subset of: ramp, big, idle"
+    )
+    p.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra GATEWAY_* environment override (repeatable)",
+    )
+    args = p.parse_args(argv)
+    with contextlib.suppress(OSError):
+        os.sched_setaffinity(0, {GEN_CORE})  # keep the orchestrator off the server's core
+    plan = Plan.make(args.quick)
+    fd_limit = raise_nofile()
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    wanted = args.servers.split(",")
+    only = set(args.only.split(","))
+    specs: list[ServerSpec] = []
+    notes: list[str] = []
+    busy = other_load()
+    if busy >= 10:
+        notes.append(
+            f"other processes were using {busy:.0f}% of a core when the run started: "
+            "results need an otherwise idle machine"
+        )
+        print(f"WARNING: {notes[-1]}", flush=True)
+    if "faye" in wanted:
+        ensure_faye_installed()
+        specs.append(faye_spec())
+    if "gateway" in wanted:
+        ok, why = gateway_available()
+        if ok:
+            specs.append(gateway_spec(dict(kv.split("=", 1) for kv in args.gateway_env)))
+        else:
+            notes.append(f"gateway not run: {why}")
+    results = Results(
+        quick=plan.quick,
+        servers=[s.name for s in specs],
+        notes=notes,
+        faye_version=faye_version(),
+        started=time.strftime("%Y-%m-%d %H:%M:%S"),
+        clients=plan.clients,
+        step_seconds=plan.step_seconds,
+        big_clients=plan.big_clients,
+        big_rate=plan.big_rate,
+        big_seconds=plan.big_seconds,
+        drain=plan.drain,
+        big_drain=plan.big_drain,
+    )
+    t0 = time.monotonic()
+    print(
+        f"server on core {SERVER_CORE} (taskset -c {SERVER_CORE}), load generator on core "
+        f"{GEN_CORE} (taskset -c {GEN_CORE}); servers: {', '.join(results.servers)}",
+        flush=True,
+    )
+    for workload, transport in RAMPS if "ramp" in only else []:
+        for spec in specs:
+            results.ramps[(workload, transport, spec.name)] = ramp(spec, plan, workload, transport)
+    for spec in specs if "big" in only else []:
+        results.big[spec.name] = big_broadcast(spec, plan)
+    for spec in specs if "idle" in only else []:
+        results.idle[spec.name] = idle_memory(spec, plan, fd_limit)
+    results.elapsed = time.monotonic() - t0
+    text = render(results)
+    print()
+    print(text)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "latest.txt").write_text(text)
+    (RESULTS_DIR / "latest.json").write_text(json.dumps(results.to_json(), indent=1))
+    print(f"written to {RESULTS_DIR / 'latest.txt'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

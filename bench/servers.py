@@ -1,0 +1,237 @@
+"""Processes the bench starts: the servers under test (Faye and the gateway, pinned to one
+core) and load-generator processes.  Only processes started here are stopped, by their PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+FAYE_DIR = BENCH_DIR / "faye"
+VENV_BIN = REPO_DIR / ".venv" / "bin"
+HOST = "127.0.0.1"
+
+
+@dataclass
+class ServerSpec:
+    name: str
+    mount: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    def argv(self, port: int) -> list[str]:
+        if self.name == "faye":
+            return [shutil.which("node") or "node", str(FAYE_DIR / "server.js"), str(port), HOST]
+        return [str(VENV_BIN / "gateway"), "serve", "--host", HOST, "--port", str(port)]
+
+    @property
+    def cwd(self) -> Path:
+        return FAYE_DIR if self.name == "faye" else REPO_DIR
+
+
+def faye_spec() -> ServerSpec:
+    return ServerSpec("faye", "/faye")
+
+
+def gateway_spec(overrides: dict[str, str] | None = None) -> ServerSpec:
+    env = {"GATEWAY_LOG__LEVEL": "warning"}
+    env.update(overrides or {})
+    return ServerSpec("gateway", "/cometd", env)
+
+
+def ensure_faye_installed() -> None:
+    """Install Faye from the lock file when node_modules is missing."""
+    if (FAYE_DIR / "node_modules" / "faye" / "package.json").exists():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError("npm not found: Node 20 + npm are needed for the Faye baseline")
+    print("installing Faye (npm ci) ...", flush=True)
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=FAYE_DIR, check=True)
+
+
+def faye_version() -> str:
+    try:
+        meta = json.loads((FAYE_DIR / "node_modules" / "faye" / "package.json").read_text())
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
+        return f"faye {meta['version']} on node {node.stdout.strip()}"
+    except (OSError, ValueError, KeyError):
+        return "faye (version unknown)"
+
+
+def gateway_available() -> tuple[bool, str]:
+    exe = VENV_BIN / "gateway"
+    if not exe.exists():
+        return False, f"{exe} not found"
+    try:
+        done = subprocess.run(
+            [str(exe), "serve", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            cwd=REPO_DIR,
+        )
+    except subprocess.TimeoutExpired:
+        return False, "gateway serve --help timed out"
+    if done.returncode != 0:
+        return False, f"gateway serve --help exited {done.returncode}: {done.stderr[-300:]}"
+    return True, "gateway"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def _handshake_ok(url: str) -> bool:
+    body = json.dumps(
+        [
+            {
+                "channel": "/meta/handshake",
+                "version": "1.0",
+                "supportedConnectionTypes": ["long-polling"],
+            }
+        ]
+    ).encode()
+    req = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=2) as resp:
+            return resp.status == 200 and b'"successful":true' in resp.read().replace(b" ", b"")
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+class RunningServer:
+    """A server process started by the bench, pinned with ``taskset -c CORE``."""
+
+    def __init__(self, spec: ServerSpec, core: int, log_path: Path) -> None:
+        self.spec = spec
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}{spec.mount}"
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        env = {**os.environ, **spec.env}
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", str(core), *spec.argv(self.port)],
+            cwd=spec.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a terminal Ctrl-C reaches run.py only; it stops us
+        )
+        self.pid = self.proc.pid  # taskset execs the server: same PID
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.spec.name} exited with {self.proc.returncode}; see {self.log_path}"
+                )
+            if _handshake_ok(self.url):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.spec.name} not answering at {self.url}; see {self.log_path}")
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after 10 s; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+        return self.proc.returncode
+
+
+def established_connections(port: int) -> int:
+    """Count ESTABLISHED TCP sockets whose local port is ``port`` (server side)."""
+    hexport = f":{port:04X}"
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split(None, 4)
+                    if parts[1].endswith(hexport) and parts[3] == "01":
+                        count += 1
+        except OSError:
+            continue
+    return count
+
+
+class LoadGen:
+    """A load-generator process; its JSON events are read on a thread so waits can time out."""
+
+    def __init__(self, cmd: list[str], log: Path) -> None:
+        self.log = log
+        with open(log, "wb") as err:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True
+            )
+        self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with contextlib.suppress(ValueError):
+                self._events.put(json.loads(line))
+        self._events.put(None)
+
+    def next_event(self, deadline: float) -> dict[str, Any] | None:
+        """The next event; None at end of output or at ``deadline`` (time.monotonic)."""
+        try:
+            return self._events.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+
+    def wait_for(self, name: str, timeout: float) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        while (event := self.next_event(deadline)) is not None:
+            if event.get("event") == name:
+                return event
+        return None
+
+    def tell(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+
+    def finish(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return self.proc.returncode
