@@ -15,12 +15,13 @@ import asyncio
 import secrets
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import msgspec
 import structlog
 
+from gateway.eager import start_eagerly
 from gateway.engines.base import Engine, OverflowPolicy
 from gateway.held import End, Held, Outcome, Responder, WsPeer
 from gateway.pushes import PushGroups
@@ -119,6 +120,7 @@ class Hub:
         self._acks: dict[str, AckState] = {}
         self._pushing: set[str] = set()
         self._pushes: PushGroups[Held] = PushGroups(self._push, self._spawn)
+        self._ended: PushGroups[tuple[Held, End]] = PushGroups(self._deliver_all, self._spawn)
         self._services: dict[str, ServiceHandler] = {}
         self._opened: list[SessionListener] = []
         self._closed: list[SessionListener] = []
@@ -475,7 +477,12 @@ class Hub:
         if self._held.get(held.client_id) is held:
             del self._held[held.client_id]
         self._uncount(held)
-        self._spawn(self._deliver(held, reason))
+        # Answered in this loop turn, together with every other hold that ends in it.
+        self._ended.schedule((held, reason), 0)
+
+    async def _deliver_all(self, ended: list[tuple[Held, End]]) -> None:
+        for held, reason in ended:
+            await self._deliver(held, reason)
 
     async def _deliver(self, held: Held, reason: End) -> None:
         """Compute the reply of a held connect and hand it to its socket or request."""
@@ -571,10 +578,12 @@ class Hub:
         for task in list(self._tasks):
             task.cancel()
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` at once; track it as a task only if it has to wait."""
+        task = start_eagerly(coro)
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     @property
     def held_count(self) -> int:

@@ -1,4 +1,4 @@
-"""Grouping websocket pushes that fall due together.
+"""Grouping work that falls due together: websocket pushes, answers of ended holds.
 
 A broadcast to ten thousand websocket sessions makes ten thousand pushes; one task and one
 timer each would cost more than the pushes themselves.  Pushes are grouped instead: those due
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, TypeVar
 
 __all__ = ["PushGroups"]
 
@@ -24,8 +25,8 @@ _SOON = -1
 class PushGroups(Generic[T]):
     def __init__(
         self,
-        run: Callable[[list[T]], Awaitable[None]],
-        spawn: Callable[[Awaitable[None]], None],
+        run: Callable[[list[T]], Coroutine[Any, Any, None]],
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
     ) -> None:
         self._run = run
         self._spawn = spawn
@@ -33,18 +34,18 @@ class PushGroups(Generic[T]):
 
     def schedule(self, item: T, delay_ms: int) -> None:
         """Run ``item`` with the group due ``delay_ms`` from now (0: this loop turn)."""
-        loop = asyncio.get_running_loop()
-        due_ms = loop.time() * 1000 + delay_ms
-        key = _SOON if delay_ms <= 0 else math.ceil(due_ms / TICK_MS)
+        now_ms = time.monotonic() * 1000
+        key = _SOON if delay_ms <= 0 else math.ceil((now_ms + delay_ms) / TICK_MS)
         group = self._groups.get(key)
         if group is not None:
             group.append(item)
             return
         self._groups[key] = [item]
+        loop = asyncio.get_running_loop()
         if key == _SOON:
             loop.call_soon(self._fire, key)
         else:
-            loop.call_at(key * TICK_MS / 1000, self._fire, key)
+            loop.call_later((key * TICK_MS - now_ms) / 1000, self._fire, key)
 
     def _fire(self, key: int) -> None:
         group = self._groups.pop(key, None)

@@ -18,7 +18,11 @@ __all__ = ["AllowAll", "Grant", "Peer", "SecurityPolicy"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Peer:
-    """What the transport knows about the requester (never logged as a whole)."""
+    """What the transport knows about the requester (never logged as a whole).
+
+    Look ``headers`` up by lower-case name (aiohttp's are case-insensitive, the fast path's
+    are stored lower-case).
+    """
 
     transport: str
     remote: str | None = None

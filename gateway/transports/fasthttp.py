@@ -27,8 +27,8 @@ from email.utils import formatdate
 from typing import cast
 
 import structlog
-from multidict import CIMultiDict, CIMultiDictProxy
 
+from gateway.eager import start_eagerly
 from gateway.held import Outcome
 from gateway.hub import Hub
 from gateway.security import Peer
@@ -75,10 +75,10 @@ class _Date:
         return self._value
 
 
-def parse_cookies(headers: Iterable[str]) -> dict[str, str]:
-    """``Cookie`` headers → name/value (first occurrence wins, quotes removed)."""
+def parse_cookies(header: str) -> dict[str, str]:
+    """A ``Cookie`` header → name/value (first occurrence wins, quotes removed)."""
     cookies: dict[str, str] = {}
-    for header in headers:
+    if header:
         for pair in header.split(";"):
             name, sep, value = pair.strip().partition("=")
             if sep and name and name not in cookies:
@@ -207,6 +207,8 @@ class FastHttpProtocol(asyncio.Protocol):
     # -- requests -----------------------------------------------------------------------------
 
     def _next_request(self) -> None:
+        if self.busy or self.transport is None:
+            return  # one request at a time, answered in order
         buffer = self._buffer
         end = buffer.find(b"\r\n\r\n")
         if end < 0:
@@ -219,7 +221,7 @@ class FastHttpProtocol(asyncio.Protocol):
             return
         if request.length > self.fast.options.max_body_bytes:
             self._answer(
-                too_large(self.fast.options), request.headers.get("Origin"), keep_alive=False
+                too_large(self.fast.options), request.headers.get("origin"), keep_alive=False
             )
             return
         total = end + 4 + request.length
@@ -227,13 +229,13 @@ class FastHttpProtocol(asyncio.Protocol):
             return
         body = bytes(buffer[end + 4 : total])
         del buffer[:total]
-        self.task = asyncio.ensure_future(self._serve(request, body))
+        self.task = start_eagerly(self._serve(request, body))
 
     async def _serve(self, request: _Head, body: bytes) -> None:
         keep_alive = request.keep_alive and not self.fast.closing
-        origin = request.headers.get("Origin")
+        origin = request.headers.get("origin")
         try:
-            if not origin_allowed(origin, request.headers.get("Host"), self.fast.options):
+            if not origin_allowed(origin, request.headers.get("host"), self.fast.options):
                 answer: Answer | str = FORBIDDEN_ORIGIN
             else:
                 answer = await long_polling(
@@ -270,16 +272,17 @@ class FastHttpProtocol(asyncio.Protocol):
         return Peer(
             transport="long-polling",
             remote=self._remote,
-            headers=CIMultiDictProxy(headers),
-            cookies=parse_cookies(headers.getall("Cookie", [])),
+            headers=headers,
+            cookies=parse_cookies(headers.get("cookie", "")),
         )
 
     def _finish(self, answer: Answer, origin: str | None, keep_alive: bool) -> None:
         self._answer(answer, origin, keep_alive=keep_alive and not self.fast.closing)
         if self.transport is not None and not self.transport.is_closing():
-            self.last_active = asyncio.get_running_loop().time()
-            if self._buffer:
-                self._next_request()
+            loop = asyncio.get_running_loop()
+            self.last_active = loop.time()
+            if self._buffer:  # a pipelined request: next loop turn, not deeper in this stack
+                loop.call_soon(self._next_request)
 
     def _answer(self, answer: Answer, origin: str | None, *, keep_alive: bool) -> None:
         transport = self.transport
@@ -327,48 +330,52 @@ class FastHttpProtocol(asyncio.Protocol):
 
 
 class _Head:
-    """The parts of a request head the fast path needs."""
+    """The parts of a request head the fast path needs.  Header names are lower-case."""
 
     __slots__ = ("headers", "keep_alive", "length", "path")
 
-    def __init__(self, path: str, headers: CIMultiDict[str], length: int, keep_alive: bool) -> None:
+    def __init__(self, path: str, headers: dict[str, str], length: int, keep_alive: bool) -> None:
         self.path = path
         self.headers = headers
         self.length = length
         self.keep_alive = keep_alive
 
 
-_DELEGATED_HEADERS = ("Transfer-Encoding", "Expect", "Upgrade")
+_DELEGATED_HEADERS = ("transfer-encoding", "expect", "upgrade")
 
 
 def _content_type(request: _Head) -> str:
-    return request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
 
 
 def _parse_head(raw: bytes) -> _Head | None:
     """A POST head the fast path can serve, or ``None`` (aiohttp will deal with it)."""
-    try:
-        text = raw.decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
-        return None
-    lines = text.split("\r\n")
-    parts = lines[0].split(" ")
+    request_line, _, rest = raw.decode("latin-1").partition("\r\n")
+    parts = request_line.split(" ")
     if len(parts) != 3 or parts[0] != "POST" or parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
         return None
-    headers: CIMultiDict[str] = CIMultiDict()
-    for line in lines[1:]:
+    headers: dict[str, str] = {}
+    for line in rest.split("\r\n") if rest else ():
         name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip() or not name.isascii():
+        if not sep or not name or not name.isascii() or " " in name or "\t" in name:
             return None
-        headers.add(name, value.strip())
+        key = name.lower()
+        value = value.strip()
+        if key not in headers:
+            headers[key] = value
+        elif key == "cookie":
+            headers[key] += "; " + value
+        elif key == "content-length":
+            return None  # duplicate lengths: let aiohttp refuse it
+        else:
+            headers[key] += ", " + value
     if any(name in headers for name in _DELEGATED_HEADERS):
         return None
-    lengths = headers.getall("Content-Length", [])
-    if len(lengths) > 1 or (lengths and not lengths[0].isdigit()):
+    length = headers.get("content-length", "0")
+    if not length.isdigit():
         return None
-    connection = headers.get("Connection", "").lower()
+    connection = headers.get("connection", "").lower()
     # HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 only when asked to.
     http11 = parts[2] == "HTTP/1.1"
     keep_alive = "close" not in connection if http11 else "keep-alive" in connection
-    path = parts[1].partition("?")[0]
-    return _Head(path, headers, int(lengths[0]) if lengths else 0, keep_alive)
+    return _Head(parts[1].partition("?")[0], headers, int(length), keep_alive)

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Coroutine
-from typing import Any
 
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from gateway.eager import start_eagerly
 from gateway.hub import Hub
 from gateway.security import Peer
 from gateway.transports.common import TransportOptions, error_response, request_origin_allowed
@@ -51,35 +50,17 @@ class WebSocketPeer:
         if self._writer is not None:
             self._outbox.append(frame)  # keep order behind a frame waiting for the socket
             return
-        # aiohttp writes a frame synchronously and only suspends when the socket is backed
-        # up, so run the coroutine eagerly: a task per frame would cost more than the frame.
-        sending = self.ws.send_frame(frame, WSMsgType.TEXT)
-        try:
-            waiting = sending.send(None)
-        except StopIteration:
-            return
-        except (ConnectionError, RuntimeError):
-            return  # the socket is closing; its sessions expire unless the client returns
-        self._writer = asyncio.ensure_future(self._finish(sending, waiting))
+        # aiohttp writes a frame at once and only waits when the socket is backed up.
+        self._writer = start_eagerly(self._write(frame))
 
-    async def _finish(self, sending: Coroutine[Any, Any, None], waiting: Any) -> None:
-        """Backpressure: finish the suspended frame, then the frames queued behind it."""
+    async def _write(self, frame: bytes) -> None:
         try:
-            while True:
-                if asyncio.isfuture(waiting):
-                    await asyncio.wait([waiting])  # its outcome is read by ``sending`` itself
-                else:
-                    await asyncio.sleep(0)
-                try:
-                    waiting = sending.send(None)
-                except StopIteration:
-                    break
+            await self.ws.send_frame(frame, WSMsgType.TEXT)
             while self._outbox and not self.ws.closed:
                 await self.ws.send_frame(self._outbox.popleft(), WSMsgType.TEXT)
         except (ConnectionError, RuntimeError):
-            pass
+            pass  # the socket is closing: its sessions expire unless the client comes back
         finally:
-            # Everything queued was sent, or the socket is closing (its frames are moot).
             self._outbox.clear()
             self._writer = None
 
