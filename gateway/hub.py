@@ -119,7 +119,7 @@ class Hub:
         self._browser_polls: Counter[str] = Counter()
         self._acks: dict[str, AckState] = {}
         self._pushing: set[str] = set()
-        self._pushes: PushGroups[Held] = PushGroups(self._push, self._spawn)
+        self._pushes: PushGroups[str] = PushGroups(self._push, self._spawn)
         self._ended: PushGroups[tuple[Held, End]] = PushGroups(self._deliver_all, self._spawn)
         self._services: dict[str, ServiceHandler] = {}
         self._opened: list[SessionListener] = []
@@ -189,7 +189,7 @@ class Hub:
         if held.push:
             if client_id not in self._pushing:
                 self._pushing.add(client_id)
-                self._pushes.schedule(held, self._flush_delay_ms(client_id))
+                self._pushes.schedule(client_id, self._flush_delay_ms(client_id))
             return
         delay = self._flush_delay_ms(client_id)
         if delay:
@@ -277,10 +277,10 @@ class Hub:
                 self._out(replies, reply, message, now)
             if not isinstance(action, Disconnect):
                 piggyback = action.session
-                await self.engine.touch(
-                    action.session.client_id,
-                    self.settings.expiry_after_activity(self._clock_ms()),
-                )
+        if piggyback is not None:  # activity: once per request, not once per message
+            await self.engine.touch(
+                piggyback.client_id, self.settings.expiry_after_activity(self._clock_ms())
+            )
         outcome = Outcome(parts=head)
         tail: list[bytes] = []
         for action, message in connects:
@@ -539,15 +539,19 @@ class Hub:
         await self.engine.release(client_id, self.settings.expiry_after_connect(self._clock_ms()))
         return events, encode(final)
 
-    async def _push(self, group: list[Held]) -> None:
-        """Websocket: send each session's queued events as one frame; connects stay held."""
+    async def _push(self, group: list[str]) -> None:
+        """Websocket: send each session's queued events as one frame; connects stay held.
+
+        The session's *current* hold is used: the one the push was scheduled for may have
+        ended and been replaced meanwhile, and nothing else would wake the new one.
+        """
         now = self._clock_ms()
-        for held in group:
-            client_id = held.client_id
+        for client_id in group:
             self._pushing.discard(client_id)
-            ws = held.ws
-            if self._held.get(client_id) is not held or ws is None or ws.closed:
-                continue
+            held = self._held.get(client_id)
+            ws = held.ws if held is not None and held.push else None
+            if ws is None or ws.closed:
+                continue  # events wait for the next connect, which takes them at once
             events = await self.engine.drain(client_id)
             if events:
                 self._flushed[client_id] = now

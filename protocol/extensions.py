@@ -23,7 +23,13 @@ __all__ = ["AckExtension", "Extension", "Pipeline", "TimesyncExtension", "wants_
 
 
 class Extension:
-    """Base class: override what you need."""
+    """Base class: override what you need.
+
+    An extension that only looks at messages carrying ``ext`` sets ``only_with_ext``: the
+    pipeline then skips it for the (many) messages without one.
+    """
+
+    only_with_ext = False
 
     def incoming(self, message: Message, now_ms: int) -> Message | None:
         return message
@@ -50,6 +56,8 @@ class AckExtension(Extension):
     the batch number (added by the shell, which owns the queue).
     """
 
+    only_with_ext = True
+
     def outgoing(self, reply: Reply, request: Message, now_ms: int) -> Reply | None:
         if reply.channel == "/meta/handshake" and reply.successful is True and wants_ack(request):
             return _with_ext(reply, "ack", True)
@@ -67,6 +75,8 @@ class TimesyncExtension(Extension):
     client's accuracy estimate ``tc + o + l - ts``.  The reply stamp is sent when the client's
     lag is 0 (first samples) or its accuracy is off by more than ``accuracy_ms`` (CometD: 25).
     """
+
+    only_with_ext = True
 
     def __init__(self, accuracy_ms: int = 25) -> None:
         self.accuracy_ms = accuracy_ms
@@ -109,7 +119,10 @@ class Pipeline:
         self._outgoing = list(reversed(extensions))
 
     def incoming(self, message: Message, now_ms: int) -> Message | None:
+        has_ext = bool(message.ext)
         for extension in self._incoming:
+            if extension.only_with_ext and not has_ext:
+                continue
             result = extension.incoming(message, now_ms)
             if result is None:
                 return None
@@ -117,7 +130,10 @@ class Pipeline:
         return message
 
     def outgoing(self, reply: Reply, request: Message, now_ms: int) -> Reply | None:
+        has_ext = bool(request.ext)
         for extension in self._outgoing:
+            if extension.only_with_ext and not has_ext:
+                continue
             result = extension.outgoing(reply, request, now_ms)
             if result is None:
                 return None

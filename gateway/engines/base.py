@@ -9,8 +9,9 @@ same bytes are queued for every subscriber.
 
 The engine tells the hub two things through :class:`EngineListener`:
 
-* ``wake(client_id)`` — something was queued for a session (wake its held connect, push to
-  its websocket);
+* ``wake(client_id)`` — a session's queue went from empty to non-empty (wake its held
+  connect, push to its websocket); further events queued before the next drain do not wake
+  again;
 * ``closed(record, reason)`` — the engine ended a session by itself (``expired``, or
   ``overflow`` under the ``disconnect`` queue policy).
 """

@@ -142,7 +142,9 @@ class MemoryEngine:
                 return False
             del queue[0]  # only on overflow: O(n) in a bounded queue
         queue.append(frame)
-        if self._listener is not None:
+        # Wake on the empty -> non-empty step only: with events already queued, the session's
+        # holder (a held connect, a scheduled push) has been told, or there is none.
+        if len(queue) == 1 and self._listener is not None:
             self._listener.wake(client_id)
         return True
 

@@ -153,3 +153,36 @@ async def test_publish_api_rejects_meta_and_wildcards(make_gateway: Any) -> None
             await hub.publish(bad, 1)
     with pytest.raises(ValueError, match="not a service channel"):
         hub.add_service("/chat/x", lambda s, d: asyncio.sleep(0))  # type: ignore[arg-type,return-value]
+
+
+async def test_websocket_push_reaches_a_hold_that_replaced_the_scheduled_one(
+    make_gateway: Any,
+) -> None:
+    """A push is scheduled for a hold that then times out; the next hold still gets pushes."""
+    server = await make_gateway(bayeux={"timeout_ms": 5000, "batch_window_ms": 250})
+    hub = server.app[HUB]
+    client = WebSocketClient(str(server.make_url("/cometd")))
+    await client.open()
+    try:
+        await client.open_session("/a")
+        # A short hold (client advice), so it times out while a push is pending.
+        await client.send_frame([client.connect_message(advice={"timeout": 150})])
+        await _held(hub)
+        await hub.publish("/a", 1)  # pushed at once: the window was quiet
+        await client.wait_until(lambda: len(client.events) >= 1, 5)
+        await hub.publish("/a", 2)  # within the window: its push waits ~250 ms
+        await client.wait_until(lambda: len(client.events) >= 2, 5)
+        await client.send_frame([client.connect_message()])  # the next hold (5 s)
+        await _held(hub)
+        await hub.publish("/a", 3)  # while the push scheduled for the old hold is pending
+        await client.wait_until(lambda: len(client.events) >= 3, 1.5)  # not at the 5 s timeout
+        assert [e["data"] for e in client.take_events()] == [1, 2, 3]
+    finally:
+        await client.close()
+
+
+async def _held(hub: Any) -> None:
+    """Wait until the gateway holds a connect (synchronisation only)."""
+    async with asyncio.timeout(2):
+        while hub.held_count != 1:  # noqa: ASYNC110 - the hub exposes no event for this
+            await asyncio.sleep(0.005)
