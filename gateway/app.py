@@ -78,6 +78,8 @@ def create_app(
         deliver_only_on_connect=config.bayeux.deliver_only_on_connect,
         duplicate_connect_status=config.bayeux.duplicate_connect_status,
         batch_window_ms=config.bayeux.batch_window_ms,
+        max_flushes_per_s=config.bayeux.max_flushes_per_s,
+        max_batch_window_ms=config.bayeux.max_batch_window_ms,
     )
     app[HUB] = hub
     app[CONFIG] = config

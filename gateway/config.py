@@ -54,6 +54,8 @@ class BayeuxConfig(_Section, frozen=True):
     multi_session_interval_ms: int = 2_000
     deliver_only_on_connect: bool = False
     batch_window_ms: NonNegative = 250
+    max_flushes_per_s: NonNegative = 15_000
+    max_batch_window_ms: NonNegative = 1_000
     duplicate_connect_status: Annotated[int, Meta(ge=400, le=599)] = 500
     ack_extension: bool = True
     validate_ids: bool = True
@@ -122,6 +124,9 @@ HELP: dict[str, str] = {
     "bayeux.deliver_only_on_connect": "send events only in connect replies (no piggy-back)",
     "bayeux.batch_window_ms": "a session gets at most one response/frame of events per window "
     "(the first event after a quiet window goes out at once); 0 sends every event at once",
+    "bayeux.max_flushes_per_s": "above this many responses/frames of events per second the "
+    "batch window widens, so many busy sessions degrade together; 0 keeps it fixed",
+    "bayeux.max_batch_window_ms": "the widest the batch window grows under load",
     "bayeux.duplicate_connect_status": "HTTP status for a connect replaced by a newer one",
     "bayeux.ack_extension": "offer CometD's ack extension",
     "bayeux.validate_ids": "reject message ids that are not alphanumeric",

@@ -100,6 +100,8 @@ class Hub:
         deliver_only_on_connect: bool = False,
         duplicate_connect_status: int = 500,
         batch_window_ms: int = 0,
+        max_flushes_per_s: int = 0,
+        max_batch_window_ms: int = 1000,
         extensions: Sequence[Extension] = (),
         new_id: Callable[[], str] = new_client_id,
         clock_ms: Callable[[], int] = _monotonic_ms,
@@ -111,7 +113,12 @@ class Hub:
         self.core = BayeuxCore(settings, new_id, [AckExtension(), TimesyncExtension(), *extensions])
         self.deliver_only_on_connect = deliver_only_on_connect
         self.duplicate_connect_status = duplicate_connect_status
-        self.batch_window_ms = batch_window_ms
+        self.base_window_ms = batch_window_ms
+        self.batch_window_ms = batch_window_ms  # the window in force (adapts to load)
+        self.max_flushes_per_s = max_flushes_per_s
+        self.max_batch_window_ms = max(max_batch_window_ms, batch_window_ms)
+        self._flush_count = 0
+        self._window_since_ms = clock_ms()
         self._flushed: dict[str, int] = {}
         self._clock_ms = clock_ms
         self._wall_ms = wall_ms
@@ -529,6 +536,7 @@ class Hub:
         events = events + await self.engine.drain(client_id)
         if events:
             self._flushed[client_id] = self._clock_ms()
+            self._flush_count += 1
         ack = self._acks.get(client_id)
         if ack is not None:
             events, batch = ack.send(events)
@@ -555,6 +563,7 @@ class Hub:
             events = await self.engine.drain(client_id)
             if events:
                 self._flushed[client_id] = now
+                self._flush_count += 1
                 ws.send(events)
 
     def ws_closed(self, client_ids: Sequence[str], ws: WsPeer) -> None:
@@ -566,8 +575,34 @@ class Hub:
 
     # -- housekeeping -------------------------------------------------------------------------
 
+    def adapt_window(self) -> None:
+        """Widen the batching window when the server sends more flushes than its budget.
+
+        Busy sessions each get about one flush per window, so flushes/s x window is roughly
+        the number of busy sessions: scaling the window by measured/budget brings the rate back
+        to the budget in one step.  Below the budget the configured window applies again.  A
+        flush is a long-poll response or a websocket frame of events.
+        """
+        now = self._clock_ms()
+        elapsed = now - self._window_since_ms
+        if elapsed <= 0:
+            return
+        rate = self._flush_count * 1000 / elapsed
+        self._flush_count = 0
+        self._window_since_ms = now
+        if not self.max_flushes_per_s or not self.base_window_ms:
+            return
+        wanted = self.batch_window_ms * rate / self.max_flushes_per_s
+        wanted = min(max(wanted, self.base_window_ms), self.max_batch_window_ms)
+        window = int((self.batch_window_ms + wanted) / 2)  # smoothed
+        if (window > self.base_window_ms) != (self.batch_window_ms > self.base_window_ms):
+            log.info("batch_window_changed", window_ms=window, flushes_per_s=int(rate))
+        self.stats["batch_window_ms"] = window
+        self.batch_window_ms = window
+
     async def sweep(self) -> list[SessionRecord]:
-        """End expired sessions (called about once a second)."""
+        """End expired sessions and adapt the batching window (called about once a second)."""
+        self.adapt_window()
         expired = await self.engine.expire(self._clock_ms())
         for record in expired:
             self.closed(record, "expired")

@@ -1,0 +1,50 @@
+"""The adaptive batching window, with time passed in (no server, no sleeping)."""
+
+from __future__ import annotations
+
+from gateway.engines.memory import MemoryEngine
+from gateway.hub import Hub
+from protocol import Settings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ms = 0
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+def hub(clock: Clock, **kw: int) -> Hub:
+    return Hub(settings=Settings(), engine=MemoryEngine(), clock_ms=clock, **kw)
+
+
+def second(h: Hub, clock: Clock, flushes: int) -> int:
+    h._flush_count = flushes  # what one second of traffic would have counted
+    clock.ms += 1000
+    h.adapt_window()
+    return h.batch_window_ms
+
+
+def test_window_stays_at_its_base_under_the_budget() -> None:
+    clock = Clock()
+    h = hub(clock, batch_window_ms=250, max_flushes_per_s=15_000)
+    assert [second(h, clock, n) for n in (0, 5_000, 14_999)] == [250, 250, 250]
+
+
+def test_window_widens_under_load_up_to_its_cap_and_comes_back() -> None:
+    clock = Clock()
+    h = hub(clock, batch_window_ms=250, max_flushes_per_s=10_000, max_batch_window_ms=1000)
+    widened = [second(h, clock, 40_000) for _ in range(8)]
+    assert widened[0] > 250
+    assert widened == sorted(widened)
+    assert 990 <= widened[-1] <= 1000  # converges on the cap (smoothed, never past it)
+    calm = [second(h, clock, 100) for _ in range(12)]
+    assert calm == sorted(calm, reverse=True)
+    assert calm[-1] == 250
+
+
+def test_zero_budget_keeps_the_window_fixed() -> None:
+    clock = Clock()
+    h = hub(clock, batch_window_ms=250, max_flushes_per_s=0)
+    assert second(h, clock, 1_000_000) == 250
