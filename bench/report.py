@@ -172,13 +172,13 @@ def render_ramps(res: Results, targets: list[str]) -> list[str]:
 
 def render_big(res: Results, targets: list[str]) -> list[str]:
     out = [
-        f"2. {res.big_clients:,} long-polling clients, {res.big_rate:g} broadcasts/s for "
-        f"{res.big_seconds:g} s",
+        f"2. {res.big_clients:,} clients, {res.big_rate:g} broadcasts/s for "
+        f"{res.big_seconds:g} s, over each transport",
         "",
     ]
     header = [
         "server",
-        "",
+        "transport",
         "",
         "deliv/s",
         "p50 ms",
@@ -193,10 +193,9 @@ def render_big(res: Results, targets: list[str]) -> list[str]:
         "verdict (no loss, p99 < 1 s)",
     ]
     rows = []
-    for name in res.servers:
-        run = res.big.get(name)
-        if run is None:
-            continue
+    keys = [(t, n) for t in ("lp", "ws") for n in res.servers if f"{t}:{n}" in res.big]
+    for transport, name in keys:
+        run = res.big[f"{transport}:{name}"]
         steps = _steps(run["events"])
         s = steps[0] if steps else None
         ok = None if s is None else (s["lost"] == 0 and s["p99_ms"] < 1000)
@@ -208,7 +207,7 @@ def render_big(res: Results, targets: list[str]) -> list[str]:
         rows.append(
             [
                 name,
-                "",
+                TRANSPORT_NAMES[transport],
                 "",
                 _fmt(_get(s, "deliveries_per_s")),
                 _fmt(_get(s, "p50_ms")),
@@ -225,8 +224,8 @@ def render_big(res: Results, targets: list[str]) -> list[str]:
         )
         if name == "gateway":
             targets.append(
-                f"{res.big_clients:,} clients at {res.big_rate:g} broadcasts/s: "
-                f"gateway {_verdict(ok)}"
+                f"{res.big_clients:,} clients at {res.big_rate:g} broadcasts/s over "
+                f"{TRANSPORT_NAMES[transport]}: gateway {_verdict(ok)}"
             )
     return out + _table(header, rows)
 
