@@ -20,10 +20,10 @@ def hub(clock: Clock, **kw: int) -> Hub:
 
 
 def second(h: Hub, clock: Clock, flushes: int) -> int:
-    h._flush_count = flushes  # what one second of traffic would have counted
+    h.holds._flush_count = flushes  # what one second of traffic would have counted
     clock.ms += 1000
-    h.adapt_window()
-    return h.batch_window_ms
+    h.holds.adapt_window()
+    return h.holds.batch_window_ms
 
 
 def test_window_stays_at_its_base_under_the_budget() -> None:

@@ -1,0 +1,308 @@
+"""Held connects, pushes and batching: how events leave the gateway.
+
+The hub hands every ``/meta/connect`` to :meth:`Holds.connect`, which answers it at once or
+holds it; the engine's wake-ups come here through the hub.  Long-polling holds are answered
+through their request's :class:`~gateway.held.Responder`, websocket ones through the socket,
+where events are also pushed while the connect stays held.  A session gets at most one
+response or frame of events per batching window; the window widens when the whole server
+sends more than its budget of flushes per second.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import msgspec
+import structlog
+
+from gateway.engines.base import Engine
+from gateway.held import End, Held, Outcome, Responder, WsPeer
+from gateway.pushes import PushGroups
+from protocol import (
+    AckState,
+    BayeuxCore,
+    Connect,
+    Message,
+    Reply,
+    RequestContext,
+    Settings,
+    encode,
+    errors,
+)
+
+__all__ = ["Holds"]
+
+log = structlog.get_logger("gateway.holds")
+
+
+class Holds:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        core: BayeuxCore,
+        settings: Settings,
+        acks: dict[str, AckState],
+        stats: Counter[str],
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        clock_ms: Callable[[], int],
+        wall_ms: Callable[[], int],
+        deliver_only_on_connect: bool,
+        duplicate_connect_status: int,
+        batch_window_ms: int,
+        max_flushes_per_s: int,
+        max_batch_window_ms: int,
+    ) -> None:
+        self.engine = engine
+        self.core = core
+        self.settings = settings
+        self._acks = acks
+        self.stats = stats
+        self._spawn = spawn
+        self._clock_ms = clock_ms
+        self._wall_ms = wall_ms
+        self.deliver_only_on_connect = deliver_only_on_connect
+        self.duplicate_connect_status = duplicate_connect_status
+        self.base_window_ms = batch_window_ms
+        self.batch_window_ms = batch_window_ms  # the window in force (adapts to load)
+        self.max_flushes_per_s = max_flushes_per_s
+        self.max_batch_window_ms = max(max_batch_window_ms, batch_window_ms)
+        self._flush_count = 0
+        self._window_since_ms = clock_ms()
+        self._flushed: dict[str, int] = {}
+        self._held: dict[str, Held] = {}
+        self._browser_polls: Counter[str] = Counter()
+        self._pushing: set[str] = set()
+        self._pushes: PushGroups[str] = PushGroups(self._push, spawn)
+        self._ended: PushGroups[tuple[Held, End]] = PushGroups(self._deliver_all, spawn)
+
+    @property
+    def held_count(self) -> int:
+        return len(self._held)
+
+    def take(self, client_id: str) -> Held | None:
+        """Remove the session's hold (the caller ends it)."""
+        return self._held.pop(client_id, None)
+
+    def drop(self, client_id: str) -> None:
+        """The session vanished server-side: its hold answers ``402::session_unknown``."""
+        self._flushed.pop(client_id, None)
+        held = self._held.pop(client_id, None)
+        if held is not None:
+            held.end(End.GONE)
+
+    def end_all(self) -> None:
+        """Shutdown: answer every held connect now."""
+        for held in list(self._held.values()):
+            held.end(End.TIMEOUT)
+
+    def wake(self, client_id: str) -> None:
+        held = self._held.get(client_id)
+        if held is None:
+            return
+        if held.push:
+            if client_id not in self._pushing:
+                self._pushing.add(client_id)
+                self._pushes.schedule(client_id, self._flush_delay_ms(client_id))
+            return
+        delay = self._flush_delay_ms(client_id)
+        if delay:
+            held.wake_after(delay / 1000)
+        else:
+            held.end(End.WAKE)
+
+    def _flush_delay_ms(self, client_id: str) -> int:
+        """Batching: a session gets at most one response or frame of events per window.
+
+        The first events after a quiet window go out at once; during a burst the next
+        flush waits for the window to pass, so events gather into one response.
+        """
+        last = self._flushed.get(client_id)
+        if last is None or not self.batch_window_ms:
+            return 0
+        return max(0, last + self.batch_window_ms - self._clock_ms())
+
+    async def connect(
+        self,
+        action: Connect,
+        message: Message,
+        ctx: RequestContext,
+        ws: WsPeer | None,
+        responder: Responder | None,
+    ) -> tuple[list[bytes], bytes] | None:
+        """Answer a connect now, or hold it (``None``) and answer it when the hold ends."""
+        session = action.session
+        client_id = session.client_id
+        await self.engine.update_session(session)
+        previous = self._held.pop(client_id, None)
+        if previous is not None:
+            self._uncount(previous)  # now, not when its answer is written: the new one may hold
+            previous.end(End.SUPERSEDED)
+        ack = self._acks.get(client_id) if session.ack else None
+        if ack is not None and action.ack is not None:
+            ack.acknowledge(action.ack)
+        reply = action.reply
+        hold_ms = action.hold_ms
+        browser = ctx.browser_id if ctx.http else None
+        if hold_ms and (
+            (ack is not None and ack.pending) or await self.engine.has_messages(client_id)
+        ):
+            hold_ms = self._flush_delay_ms(client_id)  # events waiting: send them (batched)
+        elif (
+            hold_ms
+            and browser is not None
+            and (self._browser_polls[browser] >= self.settings.max_sessions_per_browser)
+        ):
+            reply = self.core.multiple_clients_reply(reply)
+            hold_ms = 0
+        if not hold_ms:
+            return await self._answer(client_id, reply, message, [])
+        push = ws is not None and not self.deliver_only_on_connect and not session.ack
+        held = Held(
+            client_id=client_id,
+            reply=reply,
+            request=message,
+            browser_id=browser,
+            ws=ws,
+            responder=responder if ws is None else None,
+            push=push,
+        )
+        self._held[client_id] = held
+        await self.engine.hold(client_id)
+        if ws is not None:
+            ws.sessions.add(client_id)
+        elif browser is not None:
+            self._browser_polls[browser] += 1
+            held.counted = True
+        held.start(hold_ms / 1000, self._hold_ended)
+        return None
+
+    def _uncount(self, held: Held) -> None:
+        """This held poll no longer counts against its browser's limit."""
+        if held.counted and held.browser_id is not None:
+            held.counted = False
+            self._browser_polls[held.browser_id] -= 1
+            if self._browser_polls[held.browser_id] <= 0:
+                del self._browser_polls[held.browser_id]
+
+    def _hold_ended(self, held: Held, reason: End) -> None:
+        if self._held.get(held.client_id) is held:
+            del self._held[held.client_id]
+        self._uncount(held)
+        # Answered in this loop turn, together with every other hold that ends in it.
+        self._ended.schedule((held, reason), 0)
+
+    async def _deliver_all(self, ended: list[tuple[Held, End]]) -> None:
+        for held, reason in ended:
+            await self._deliver(held, reason)
+
+    async def _deliver(self, held: Held, reason: End) -> None:
+        """Compute the reply of a held connect and hand it to its socket or request."""
+        answer = await self._finish(held, reason)
+        if held.ws is not None:
+            if answer is not None and not held.ws.closed:
+                events, reply = answer
+                held.ws.send([*events, reply])
+        elif held.responder is not None:
+            if answer is None:
+                held.responder.respond(Outcome(status=self.duplicate_connect_status))
+            else:
+                events, reply = answer
+                held.responder.respond(Outcome(parts=[*events, reply]))
+
+    def abandon(self, client_id: str, responder: Responder) -> None:
+        """The client of a held long-poll hung up: stop holding; events stay for later."""
+        held = self._held.get(client_id)
+        if held is None or held.responder is not responder:
+            return
+        self._release(held)
+
+    def _release(self, held: Held) -> None:
+        del self._held[held.client_id]
+        self._uncount(held)
+        held.on_end = None
+        held.end(End.SUPERSEDED)
+        expiry = self.settings.expiry_after_connect(self._clock_ms())
+        self._spawn(self.engine.release(held.client_id, expiry))
+
+    async def _finish(self, held: Held, reason: End) -> tuple[list[bytes], bytes] | None:
+        if reason is End.SUPERSEDED:
+            return None
+        if reason is End.GONE:
+            failed = self.core.error_reply(held.request, errors.SESSION_UNKNOWN.error())
+            return held.events, encode(failed)
+        if reason is End.CLOSED:
+            return held.events, encode(self.core.closed_reply(held.reply))
+        return await self._answer(held.client_id, held.reply, held.request, held.events)
+
+    async def _answer(
+        self, client_id: str, reply: Reply, request: Message, events: list[bytes]
+    ) -> tuple[list[bytes], bytes]:
+        events = events + await self.engine.drain(client_id)
+        if events:
+            self._flushed[client_id] = self._clock_ms()
+            self._flush_count += 1
+        ack = self._acks.get(client_id)
+        if ack is not None:
+            events, batch = ack.send(events)
+            ext = dict(reply.ext) if reply.ext else {}
+            ext["ack"] = batch
+            reply = msgspec.structs.replace(reply, ext=ext)
+        final = self.core.outgoing(reply, request, self._wall_ms()) or reply
+        await self.engine.release(client_id, self.settings.expiry_after_connect(self._clock_ms()))
+        return events, encode(final)
+
+    async def _push(self, group: list[str]) -> None:
+        """Websocket: send each session's queued events as one frame; connects stay held.
+
+        The session's *current* hold is used: the one the push was scheduled for may have
+        ended and been replaced meanwhile, and nothing else would wake the new one.
+        """
+        now = self._clock_ms()
+        for client_id in group:
+            self._pushing.discard(client_id)
+            held = self._held.get(client_id)
+            ws = held.ws if held is not None and held.push else None
+            if ws is None or ws.closed:
+                continue  # events wait for the next connect, which takes them at once
+            events = await self.engine.drain(client_id)
+            if events:
+                self._flushed[client_id] = now
+                self._flush_count += 1
+                ws.send(events)
+
+    def ws_closed(self, client_ids: Sequence[str], ws: WsPeer) -> None:
+        """The socket is gone: stop holding its connects; sessions expire unless it returns."""
+        for client_id in client_ids:
+            held = self._held.get(client_id)
+            if held is not None and held.ws is ws:
+                self._release(held)
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def adapt_window(self) -> None:
+        """Widen the batching window when the server sends more flushes than its budget.
+
+        Busy sessions each get about one flush per window, so flushes/s x window is roughly
+        the number of busy sessions: scaling the window by measured/budget brings the rate back
+        to the budget in one step.  Below the budget the configured window applies again.  A
+        flush is a long-poll response or a websocket frame of events.
+        """
+        now = self._clock_ms()
+        elapsed = now - self._window_since_ms
+        if elapsed <= 0:
+            return
+        rate = self._flush_count * 1000 / elapsed
+        self._flush_count = 0
+        self._window_since_ms = now
+        if not self.max_flushes_per_s or not self.base_window_ms:
+            return
+        wanted = self.batch_window_ms * rate / self.max_flushes_per_s
+        wanted = min(max(wanted, self.base_window_ms), self.max_batch_window_ms)
+        window = int((self.batch_window_ms + wanted) / 2)  # smoothed
+        if (window > self.base_window_ms) != (self.batch_window_ms > self.base_window_ms):
+            log.info("batch_window_changed", window_ms=window, flushes_per_s=int(rate))
+        self.stats["batch_window_ms"] = window
+        self.batch_window_ms = window
