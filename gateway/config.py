@@ -39,6 +39,8 @@ class ServerConfig(_Section, frozen=True):
     shutdown_timeout_s: Annotated[float, Meta(ge=0)] = 5.0
     access_log: bool = False
     fast_http: bool = True
+    gc_freeze_interval_s: Annotated[float, Meta(ge=0)] = 1.0
+    gc_full_interval_s: Annotated[float, Meta(ge=0)] = 600.0
 
 
 class BayeuxConfig(_Section, frozen=True):
@@ -112,6 +114,11 @@ HELP: dict[str, str] = {
     "server.access_log": "log every HTTP request",
     "server.fast_http": "serve long-polling POSTs on the lean HTTP path (false: all through "
     "aiohttp)",
+    "server.gc_freeze_interval_s": "freeze surviving objects out of Python's garbage "
+    "collections this often, so collections never stall the loop (0: CPython's default "
+    "behaviour)",
+    "server.gc_full_interval_s": "one full garbage collection this often, for cycles among "
+    "frozen objects (0: never)",
     "bayeux.timeout_ms": "how long a /meta/connect is held (advice.timeout)",
     "bayeux.interval_ms": "advised pause between connects (advice.interval)",
     "bayeux.max_interval_ms": "a session with no connect for interval+this expires",

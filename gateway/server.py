@@ -18,6 +18,7 @@ from yarl import URL
 
 from gateway.app import CONFIG, HUB, OPTIONS, create_app
 from gateway.config import Config
+from gateway.gcpolicy import GcPolicy
 from gateway.logs import configure_logging
 from gateway.transports.fasthttp import FastPath
 
@@ -106,12 +107,15 @@ async def run(config: Config) -> int:
         + (f" (also {others})" if others else ""),
         flush=True,
     )
+    gc_policy = GcPolicy(config.server.gc_freeze_interval_s, config.server.gc_full_interval_s)
+    gc_task = asyncio.create_task(gc_policy.run())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping")
+    gc_task.cancel()
     await running.close()
     return 0
 

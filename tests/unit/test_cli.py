@@ -52,6 +52,10 @@ def test_every_option_has_help() -> None:
         ({"GATEWAY_QUEUE__OVERFLOW": "forever"}, "queue.overflow: Invalid enum value 'forever'"),
         ({"GATEWAY_BAYEUX__NO_SUCH": "1"}, "unknown field `no_such`"),
         ({"GATEWAY_SERVER__MOUNTS": '["cometd"]'}, "server.mounts: 'cometd' must start with '/'"),
+        (
+            {"GATEWAY_SERVER__GC_FULL_INTERVAL_S": "-1"},
+            "server.gc_full_interval_s: Expected `float` >= 0",
+        ),
         ({"GATEWAY_CONFIG": "/nonexistent.toml"}, "cannot read config file /nonexistent.toml"),
     ],
 )
