@@ -4,17 +4,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import re
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from gateway import __version__
+from gateway.agents.users import (
+    Directory,
+    User,
+    UsersFileError,
+    check_name,
+    effective_capacity,
+    effective_queues,
+    users_path,
+)
 from gateway.config import Config, ConfigError, describe, load_config
 
 __all__ = ["main"]
 
 EXIT_CONFIG = 2
+EXIT_ABSENT = 1
+
+
+class _InputError(ValueError):
+    """A bad command-line value; the message is one line."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +62,99 @@ def _parser() -> argparse.ArgumentParser:
         description="Validate the configuration and print every option with its value.",
     )
     _common(show)
+    _users_parser(commands)
+    _partners_parser(commands)
     return parser
+
+
+_FILE_NOTE = (
+    "The users file is agents.users_file, relative to store.data_dir (data/users.json by "
+    "default); --config and GATEWAY_<SECTION>__<KEY> variables choose it as for 'serve'."
+)
+
+
+def _users_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    users = commands.add_parser(
+        "users",
+        help="add, list or remove agents",
+        description="Manage the agents who may log in.  Passwords are kept only as salted "
+        "argon2id hashes.  " + _FILE_NOTE,
+    )
+    users.set_defaults(print_help=users.print_help)
+    actions = users.add_subparsers(dest="action", metavar="ACTION")
+    add = actions.add_parser(
+        "add",
+        help="add an agent (asks for the password twice)",
+        description="Add an agent.  The password is asked twice, or read from the first line "
+        "of standard input with --password-stdin.  " + _FILE_NOTE,
+    )
+    _common(add)
+    add.add_argument("username", help="1-64 letters, digits, '.', '_', '-' or '@'")
+    add.add_argument("--first-name", default="", help="shown to the agent's desktop")
+    add.add_argument("--last-name", default="", help="shown to the agent's desktop")
+    add.add_argument(
+        "--queue",
+        action="append",
+        metavar="QUEUE",
+        help="a queue of interactions.queues this agent serves; repeat for more "
+        "(default: agents.default_queues)",
+    )
+    add.add_argument(
+        "--capacity",
+        action="append",
+        metavar="CHANNEL=N",
+        help="interactions at once on CHANNEL (email, chat); repeat for each channel; "
+        "channels not given keep agents.default_capacity",
+    )
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input instead of asking",
+    )
+    listing = actions.add_parser(
+        "list",
+        help="list the agents: username, id, queues, capacity",
+        description="One line per agent: username, id, queues and capacity ('(default)' "
+        "when the value comes from the configuration).  Never the password hash.  " + _FILE_NOTE,
+    )
+    _common(listing)
+    remove = actions.add_parser(
+        "remove",
+        help="remove an agent (exit status 1 if there is none by that name)",
+        description="Remove an agent.  " + _FILE_NOTE,
+    )
+    _common(remove)
+    remove.add_argument("username")
+
+
+def _partners_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    partners = commands.add_parser(
+        "partners",
+        help="add, list or remove partner API tokens",
+        description="Manage the systems that call the partner API with a bearer token.  "
+        "Tokens are kept only as SHA-256 hashes.  " + _FILE_NOTE,
+    )
+    partners.set_defaults(print_help=partners.print_help)
+    actions = partners.add_subparsers(dest="action", metavar="ACTION")
+    add = actions.add_parser(
+        "add",
+        help="add a partner and print its new token (shown only once)",
+        description="Add a partner and print its new token on standard output.  The token is "
+        "shown only this once.  " + _FILE_NOTE,
+    )
+    _common(add)
+    add.add_argument("name", help="1-64 letters, digits, '.', '_', '-' or '@'")
+    listing = actions.add_parser(
+        "list", help="list the partners' names", description="List the partners' names."
+    )
+    _common(listing)
+    remove = actions.add_parser(
+        "remove",
+        help="remove a partner, revoking its token (exit status 1 if there is none)",
+        description="Remove a partner; its token stops working.  " + _FILE_NOTE,
+    )
+    _common(remove)
+    remove.add_argument("name")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_CONFIG
+    if args.command in ("users", "partners") and args.action is None:
+        args.print_help()
+        return EXIT_CONFIG
     try:
         config = load_config(args.config, overrides=_overrides(args))
     except ConfigError as exc:
@@ -83,7 +194,128 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         print(describe(config))
         return 0
+    if args.command in ("users", "partners"):
+        try:
+            return _users(args, config) if args.command == "users" else _partners(args, config)
+        except (UsersFileError, _InputError) as exc:
+            print(f"gateway: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     return serve(config)
+
+
+def _users(args: argparse.Namespace, config: Config) -> int:
+    path = users_path(config)
+    directory = Directory.load(path)
+    if args.action == "list":
+        for user in directory.users:
+            print(_describe_user(user, config))
+        if not directory.users:
+            print(f"no agents in {path}", file=sys.stderr)
+        return 0
+    if args.action == "remove":
+        if not directory.remove_user(args.username):
+            print(f"gateway: no agent named {args.username!r} in {path}", file=sys.stderr)
+            return EXIT_ABSENT
+        directory.save(path)
+        print(f"removed agent {args.username} from {path}")
+        return 0
+    check_name(args.username, "username")
+    if directory.get(args.username) is not None:
+        raise _InputError(f"an agent named {args.username!r} already exists in {path}")
+    queues = _check_queues(args.queue, config)
+    capacity = _parse_capacity(args.capacity, config)
+    password = _read_password(args.username, from_stdin=args.password_stdin)
+    user = directory.add_user(
+        args.username,
+        password,
+        first_name=args.first_name,
+        last_name=args.last_name,
+        queues=queues,
+        capacity=capacity,
+    )
+    directory.save(path)
+    print(f"added agent {user.username} (id {user.id}) to {path}")
+    return 0
+
+
+def _partners(args: argparse.Namespace, config: Config) -> int:
+    path = users_path(config)
+    directory = Directory.load(path)
+    if args.action == "list":
+        for partner in directory.partners:
+            print(partner.name)
+        return 0
+    if args.action == "remove":
+        if not directory.remove_partner(args.name):
+            print(f"gateway: no partner named {args.name!r} in {path}", file=sys.stderr)
+            return EXIT_ABSENT
+        directory.save(path)
+        print(f"removed partner {args.name} from {path}")
+        return 0
+    token = directory.add_partner(args.name)
+    directory.save(path)
+    print(token)
+    print(
+        f"added partner {args.name} to {path}; the token (on standard output) is shown only once "
+        "(the file keeps only its SHA-256 hash)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _describe_user(user: User, config: Config) -> str:
+    queues = ",".join(effective_queues(user, config.agents))
+    capacity = ",".join(
+        f"{channel}:{count}" for channel, count in effective_capacity(user, config.agents).items()
+    )
+    queues_note = "(default)" if user.queues is None else ""
+    capacity_note = "(default)" if user.capacity is None else ""
+    return (
+        f"{user.username}  id={user.id}  queues={queues}{queues_note}  "
+        f"capacity={capacity}{capacity_note}"
+    )
+
+
+def _check_queues(queues: list[str] | None, config: Config) -> list[str] | None:
+    known = [queue.name for queue in config.interactions.queues]
+    for queue in queues or ():
+        if queue not in known:
+            raise _InputError(
+                f"unknown queue {queue!r} (interactions.queues has: {', '.join(known)})"
+            )
+    return queues
+
+
+def _parse_capacity(items: list[str] | None, config: Config) -> dict[str, int] | None:
+    if items is None:
+        return None
+    channels = {*config.agents.default_capacity, *(q.channel for q in config.interactions.queues)}
+    capacity: dict[str, int] = {}
+    for item in items:
+        channel, _, count = item.partition("=")
+        if not re.fullmatch(r"[0-9]{1,4}", count):
+            raise _InputError(f"bad --capacity {item!r}: expected CHANNEL=N, e.g. email=1")
+        if channel not in channels:
+            raise _InputError(
+                f"bad --capacity {item!r}: unknown channel (known: {', '.join(sorted(channels))})"
+            )
+        capacity[channel] = int(count)
+    return capacity
+
+
+def _read_password(username: str, *, from_stdin: bool) -> str:
+    try:
+        if from_stdin:
+            password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+        else:
+            password = getpass.getpass(f"password for {username}: ")
+            if password and getpass.getpass("the same password again: ") != password:
+                raise _InputError("the passwords do not match")
+    except EOFError:
+        password = ""
+    if not password:
+        raise _InputError("no password given")
+    return password
 
 
 def serve(config: Config) -> int:

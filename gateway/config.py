@@ -80,13 +80,61 @@ class QueueConfig(_Section, frozen=True):
 class CorsConfig(_Section, frozen=True):
     allow_origins: list[str] = msgspec.field(default_factory=list)
     allow_headers: list[str] = msgspec.field(
-        default_factory=lambda: ["Content-Type", "Authorization", "X-Requested-With"]
+        default_factory=lambda: [
+            "Content-Type",
+            "Authorization",
+            "X-Requested-With",
+            "X-CSRF-TOKEN",
+        ]
     )
     max_age_s: NonNegative = 86_400
 
 
 class EngineConfig(_Section, frozen=True):
     kind: Literal["memory"] = "memory"
+
+
+class AgentsConfig(_Section, frozen=True):
+    users_file: str = "users.json"
+    session_cookie: str = "JSESSIONID"
+    session_idle_timeout_s: Annotated[float, Meta(gt=0)] = 1800.0
+    default_capacity: dict[str, NonNegative] = msgspec.field(
+        default_factory=lambda: {"email": 1, "chat": 3}
+    )
+    default_queues: list[str] = msgspec.field(
+        default_factory=lambda: ["SimpleEmailInQueue", "SimpleChatInQueue"]
+    )
+    allow_anonymous_bayeux: bool = False
+    demo: bool = False
+
+
+class QueueDef(_Section, frozen=True):
+    name: str
+    channel: Literal["email", "chat"]
+    in_queues: list[str] = msgspec.field(default_factory=list)
+    out_queues: list[str] = msgspec.field(default_factory=list)
+
+
+class InteractionsConfig(_Section, frozen=True):
+    invite_timeout_s: Annotated[float, Meta(gt=0)] = 30.0
+    queues: list[QueueDef] = msgspec.field(
+        default_factory=lambda: [
+            QueueDef(
+                name="SimpleEmailInQueue",
+                channel="email",
+                in_queues=["__STOP__"],
+                out_queues=["SimpleEmailOutQueue"],
+            ),
+            QueueDef(
+                name="SimpleChatInQueue", channel="chat", in_queues=["SimpleChatTranscriptQueue"]
+            ),
+        ]
+    )
+
+
+class StoreConfig(_Section, frozen=True):
+    kind: Literal["sqlite"] = "sqlite"
+    data_dir: str = "data"
 
 
 class LogConfig(_Section, frozen=True):
@@ -101,6 +149,9 @@ class Config(_Section, frozen=True):
     queue: QueueConfig = msgspec.field(default_factory=QueueConfig)
     cors: CorsConfig = msgspec.field(default_factory=CorsConfig)
     engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
+    agents: AgentsConfig = msgspec.field(default_factory=AgentsConfig)
+    interactions: InteractionsConfig = msgspec.field(default_factory=InteractionsConfig)
+    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
 
 
@@ -150,6 +201,23 @@ HELP: dict[str, str] = {
     "cors.allow_headers": "request headers allowed in CORS preflights",
     "cors.max_age_s": "how long browsers may cache a preflight",
     "engine.kind": "where sessions live: memory",
+    "agents.users_file": "agents and partner tokens (JSON, salted argon2 hashes; written by "
+    "`gateway users`); relative to store.data_dir",
+    "agents.session_cookie": "name of the REST session cookie (GWS uses JSESSIONID)",
+    "agents.session_idle_timeout_s": "a REST session with no request and no live CometD "
+    "session for this long ends (as EndContactCenterSession)",
+    "agents.default_capacity": "interactions an agent handles at once per channel, unless the "
+    "users file says otherwise (pending invitations count)",
+    "agents.default_queues": "queues of an agent the users file gives none",
+    "agents.allow_anonymous_bayeux": "accept handshakes with no logged-in session (generic "
+    "pub/sub outside /v2/me/**)",
+    "agents.demo": "create a demo agent and partner token at start and print them",
+    "interactions.invite_timeout_s": "an unanswered invitation is revoked and offered "
+    "elsewhere after this",
+    "interactions.queues": "routing queues: name, channel (email|chat), in_queues and "
+    "out_queues (shown to agents as inQueues/outQueues)",
+    "store.kind": "where interactions live: sqlite",
+    "store.data_dir": "directory for the SQLite file and the users file",
     "log.level": "debug | info | warning | error",
     "log.format": "json | console | auto (console on a terminal)",
 }
