@@ -18,6 +18,9 @@ import aiohttp_cors
 import structlog
 from aiohttp import WSCloseCode, web
 
+from gateway import contact
+from gateway.agents.policy import AgentPolicy
+from gateway.agents.sessions import Sessions
 from gateway.config import Config
 from gateway.engines.base import Engine, OverflowPolicy, QueueLimits
 from gateway.engines.memory import MemoryEngine
@@ -71,6 +74,13 @@ def create_app(
     engine: Engine | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=config.server.max_body_bytes)
+    sessions = Sessions(int(config.agents.session_idle_timeout_s * 1000))
+    if policy is None:
+        policy = AgentPolicy(
+            sessions,
+            config.agents.session_cookie,
+            allow_anonymous=config.agents.allow_anonymous_bayeux,
+        )
     hub = Hub(
         settings=settings_from(config),
         engine=engine or make_engine(config),
@@ -106,6 +116,11 @@ def create_app(
             resource = app.router.add_resource(path)
             cors.add(resource.add_route("POST", post))
             cors.add(resource.add_route("GET", get))
+    bayeux_routes = set(app.router.routes())
+    contact.install(app, config, hub, sessions)
+    for route in list(app.router.routes()):
+        if route not in bayeux_routes and route.method in ("GET", "POST"):
+            cors.add(route)  # the REST APIs, for desktops served from another origin
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_release_clients)
     return app

@@ -17,7 +17,7 @@ MakeGateway = Callable[..., Awaitable[RunningGateway]]
 
 
 @pytest.fixture
-async def make_gateway() -> AsyncIterator[MakeGateway]:
+async def make_gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MakeGateway]:
     """``await make_gateway(bayeux={"timeout_ms": 2000}, policy=...)`` → a started gateway.
 
     Keyword arguments are configuration sections (as in the TOML file); the process
@@ -27,6 +27,12 @@ async def make_gateway() -> AsyncIterator[MakeGateway]:
     started: list[RunningGateway] = []
 
     async def make(policy: SecurityPolicy | None = None, **sections: Any) -> RunningGateway:
+        # Bayeux suites handshake anonymously unless a test says otherwise; each gateway
+        # gets its own data directory (SQLite store, users file).
+        sections.setdefault("agents", {}).setdefault("allow_anonymous_bayeux", True)
+        sections.setdefault("store", {}).setdefault(
+            "data_dir", str(tmp_path_factory.mktemp("gateway-data"))
+        )
         config = load_config(env={}, overrides=sections)
         running = await start(create_app(config, policy=policy), "127.0.0.1", 0)
         started.append(running)

@@ -79,7 +79,7 @@ def test_toml_env_and_overrides_layer(tmp_path: Path) -> None:
         load_config(path, env={})
 
 
-def test_serve_starts_prints_where_to_connect_and_stops_on_sigterm() -> None:
+def test_serve_starts_prints_where_to_connect_and_stops_on_sigterm(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -89,6 +89,7 @@ def test_serve_starts_prints_where_to_connect_and_stops_on_sigterm() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "GATEWAY_STORE__DATA_DIR": str(tmp_path)},
     )
     try:
         assert proc.stdout is not None
@@ -102,7 +103,10 @@ def test_serve_starts_prints_where_to_connect_and_stops_on_sigterm() -> None:
             {"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
-            assert b'"successful":true' in response.read()
+            # Nobody is logged in: the handshake is refused, and the client told not to retry.
+            answer = response.read()
+            assert b'"error":"403::handshake_denied"' in answer
+            assert b'"reconnect":"none"' in answer
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0

@@ -1,0 +1,66 @@
+"""Who may use CometD: logged-in agents, and anonymous clients only where configured.
+
+* A handshake is granted to a live REST session, found by its cookie or by ``ext.token``; the
+  CometD session is bound to that agent (``SessionRecord.user``).  Without one it is refused
+  with ``403::handshake_denied`` and advice ``reconnect: none`` unless
+  ``agents.allow_anonymous_bayeux`` is set (generic publish/subscribe, partners' own channels,
+  protocol conformance testing).
+* ``/v2/me/**`` means "this session's agent": only a bound session may subscribe there, and
+  nobody may publish there (the gateway delivers those messages to each agent's own sessions).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from gateway.agents.sessions import Sessions
+from gateway.security import Grant, Peer, SecurityPolicy
+from protocol import Advice, Message, SessionRecord, normalize
+
+__all__ = ["AgentPolicy", "is_personal"]
+
+PERSONAL_ROOT = "/v2/me"
+
+
+def is_personal(channel: str) -> bool:
+    """``/v2/me`` and everything under it, wildcards included."""
+    name = normalize(channel) or channel
+    return name == PERSONAL_ROOT or name.startswith(PERSONAL_ROOT + "/")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class AgentPolicy(SecurityPolicy):
+    def __init__(
+        self,
+        sessions: Sessions,
+        cookie_name: str,
+        *,
+        allow_anonymous: bool,
+        clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
+        self.sessions = sessions
+        self.cookie_name = cookie_name
+        self.allow_anonymous = allow_anonymous
+        self.clock_ms = clock_ms
+
+    async def can_handshake(self, message: Message, peer: Peer) -> Grant:
+        token = None
+        ext = message.ext if isinstance(message.ext, dict) else None
+        if ext is not None and isinstance(ext.get("token"), str):
+            token = ext["token"]
+        session = self.sessions.get(token or peer.cookies.get(self.cookie_name), self.clock_ms())
+        if session is not None:
+            return Grant(allowed=True, user=session.username)
+        if self.allow_anonymous:
+            return Grant(allowed=True)
+        return Grant(allowed=False, advice=Advice(reconnect="none"))
+
+    async def can_subscribe(self, session: SessionRecord, channel: str, message: Message) -> bool:
+        return session.user is not None or not is_personal(channel)
+
+    async def can_publish(self, session: SessionRecord, channel: str, message: Message) -> bool:
+        return not is_personal(channel)

@@ -1,0 +1,197 @@
+"""Who may do what: login, CSRF, CometD binding to agents, /v2/me/** isolation, bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+from conformance.client import LongPollingClient
+
+from contact.conftest import MakeCenter
+from contact.desktop import Desktop
+
+
+async def test_login_sets_cookie_and_csrf_and_returns_the_user(make_center: MakeCenter) -> None:
+    center = await make_center()
+    d = Desktop(center.base, "agent1")
+    center.desktops.append(d)
+    status, body = await d.login()
+    assert status == 200 and body["statusCode"] == 0
+    assert body["user"]["userName"] == "agent1" and body["user"]["roles"] == ["ROLE_AGENT"]
+    assert d.csrf and len(d.csrf) > 20
+    assert any(c.key == "JSESSIONID" for c in d.http.cookie_jar)
+    status, body = await d.get("/api/v2/me?subresources=*")
+    assert status == 200 and body["user"]["channels"] == [] and body["user"]["interactions"] == []
+    await d.start("email", "chat")
+    _, body = await d.get("/api/v2/me?subresources=*")
+    states = {c["channel"]: c["userState"]["state"] for c in body["user"]["channels"]}
+    assert states == {"email": "Ready", "chat": "Ready"}
+
+
+async def test_wrong_password_and_no_credentials_are_refused(make_center: MakeCenter) -> None:
+    center = await make_center()
+    d = Desktop(center.base, "agent1")
+    center.desktops.append(d)
+    status, body = await d.login("wrong")
+    assert status == 401 and body["statusCode"] == 20
+    status, body = await d.get("/api/v2/me")
+    assert status == 401 and body["statusCode"] == 20
+    status, body = await d.post("/api/v2/me/channels/email", {"operationName": "Ready"})
+    assert status == 401 and body["statusCode"] == 20
+
+
+async def test_every_post_needs_the_csrf_token_and_changes_nothing_without(
+    make_center: MakeCenter,
+) -> None:
+    center = await make_center()
+    d = Desktop(center.base, "agent1")
+    center.desktops.append(d)
+    await d.login()
+    status, body = await d.post(
+        "/api/v2/me", {"operationName": "StartContactCenterSession"}, csrf=False
+    )
+    assert status == 403 and body == {
+        "statusCode": 3,
+        "statusMessage": "Missing or invalid Csrf token",
+    }
+    _, me = await d.get("/api/v2/me?subresources=*")
+    assert me["user"]["channels"] == []  # no session was started
+
+
+async def test_handshake_needs_a_logged_in_session_or_token(make_center: MakeCenter) -> None:
+    center = await make_center()
+    anonymous = LongPollingClient(center.base + "/api/v2/notifications")
+    try:
+        reply = await anonymous.handshake()
+        assert reply["successful"] is False
+        assert reply["error"] == "403::handshake_denied"
+        assert reply["advice"]["reconnect"] == "none"
+        # the session id as ext.token works without the cookie
+        d = Desktop(center.base, "agent1")
+        center.desktops.append(d)
+        await d.login()
+        cookie = next(c.value for c in d.http.cookie_jar if c.key == "JSESSIONID")
+        reply = await anonymous.handshake(ext={"token": cookie})
+        assert reply["successful"] is True
+    finally:
+        await anonymous.close()
+
+
+async def test_agents_see_only_their_own_messages_and_nobody_publishes_to_v2_me(
+    make_center: MakeCenter,
+) -> None:
+    center = await make_center(names=("agent1", "agent2"))
+    one = await center.desktop("agent1", "email")
+    two = await center.desktop("agent2")
+    assert two.bayeux is not None
+    wildcard = await two.bayeux.subscribe("/v2/me/**")
+    assert wildcard["successful"] is True
+    everything = await two.bayeux.subscribe("/**")
+    assert everything["successful"] is True
+    interaction_id = await center.partner.email()
+    invited = await one.next_message(lambda d: d["state"] == "Invited")
+    assert invited["id"] == interaction_id
+    assert await two.quiet(0.3) == []
+    published = await two.bayeux.publish("/v2/me/interactions", {"state": "Invited"})
+    assert published["successful"] is False and published["error"].startswith("403")
+    assert await one.quiet(0.3) == []
+
+
+async def test_anonymous_sessions_when_allowed_stay_out_of_v2_me(make_center: MakeCenter) -> None:
+    center = await make_center(agents={"allow_anonymous_bayeux": True})
+    anonymous = LongPollingClient(center.base + "/cometd")
+    try:
+        assert (await anonymous.handshake())["successful"] is True
+        denied = await anonymous.subscribe("/v2/me/interactions")
+        assert denied["successful"] is False and denied["error"].startswith("403")
+        allowed = await anonymous.subscribe("/partner/news")
+        assert allowed["successful"] is True
+    finally:
+        await anonymous.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "code"),
+    [
+        ("/api/v2/me", {"operationName": "Dance"}, 400, 10),
+        ("/api/v2/me", {}, 400, 1),
+        ("/api/v2/me", {"operationName": 5}, 400, 10),
+        ("/api/v2/me", [1, 2], 400, 10),
+        ("/api/v2/me", "not json{", 400, 10),
+        ("/api/v2/me/channels/voice", {"operationName": "Ready"}, 404, 6),
+        ("/api/v2/me/channels/email", {"operationName": "Lunch"}, 400, 10),
+        ("/api/v2/me/channels/email", {"operationName": "NotReady", "reason": 7}, 400, 10),
+        ("/api/v2/me/interactions/0000NOSUCHTHING1", {"operationName": "Accept"}, 404, 6),
+    ],
+)
+async def test_bad_agent_requests_get_their_status_code(
+    make_center: MakeCenter, path: str, body: Any, status: int, code: int
+) -> None:
+    center = await make_center()
+    d = await center.desktop("agent1", "email", bayeux=False)
+    headers = {"X-CSRF-TOKEN": d.csrf, "Content-Type": "application/json"}
+    raw = body if isinstance(body, str) else aiohttp.payload.JsonPayload(body)
+    async with d.http.post(center.base + path, data=raw, headers=headers) as r:
+        answer = await r.json()
+        assert (r.status, answer["statusCode"]) == (status, code), answer
+        assert isinstance(answer["statusMessage"], str) and answer["statusMessage"]
+    _, me = await d.get("/api/v2/me?subresources=*")
+    assert {c["channel"]: c["userState"]["state"] for c in me["user"]["channels"]} == {
+        "email": "Ready"
+    }
+
+
+async def test_operations_in_the_wrong_state_change_nothing(make_center: MakeCenter) -> None:
+    center = await make_center()
+    agent = await center.desktop("agent1", "email")
+    interaction_id = await center.partner.email()
+    await agent.next_message(lambda d: d["state"] == "Invited")
+    for operation in ("Complete", "Reply", "Send", "Dance"):
+        status, body = await agent.operate(interaction_id, operation)
+        assert status in (400, 409) and body["statusCode"] in (2, 10), (operation, body)
+    status, body = await agent.operate(interaction_id, "Transfer")
+    assert body["statusCode"] in (1, 2)
+    await agent.operate(interaction_id, "Accept")
+    status, body = await agent.operate(interaction_id, "Accept")
+    assert status == 409 and body["statusCode"] == 2
+    status, body = await agent.operate(interaction_id, "UpdateUserData", userData="x")
+    assert status == 400 and body["statusCode"] == 1
+    status, body = await agent.operate(interaction_id, "Transfer", queueName="NoSuchQueue")
+    assert status == 404 and body["statusCode"] == 6
+    _, listed = await agent.get("/api/v2/me/interactions?fields=*")
+    (only,) = listed["interactions"]
+    assert only["state"] == "Accepted" and only["userData"].get("x") is None
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({}, 1),
+        ({"channel": "fax"}, 10),
+        ({"channel": "email"}, 1),
+        ({"channel": "email", "email": {"from": 5}}, 10),
+        ({"channel": "email", "email": {"from": "a@b"}, "userData": []}, 10),
+        ({"channel": "chat", "queue": "SimpleEmailInQueue"}, 10),
+        ({"channel": "chat", "queue": "Nope"}, 6),
+    ],
+)
+async def test_bad_partner_requests_get_their_status_code(
+    make_center: MakeCenter, body: dict[str, Any], code: int
+) -> None:
+    center = await make_center()
+    status, answer = await center.partner.create(body)
+    assert answer["statusCode"] == code and status >= 400, answer
+
+
+async def test_partner_api_needs_a_partner_token(make_center: MakeCenter) -> None:
+    center = await make_center()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            center.base + "/api/v2/interactions",
+            json={"channel": "chat"},
+            headers={"Authorization": "Bearer wrong"},
+        ) as r,
+    ):
+        assert r.status == 401 and (await r.json())["statusCode"] == 20
