@@ -42,7 +42,7 @@ node-deps: system-deps
 	done
 
 run: $(STAMP)
-	$(BIN)/gateway serve
+	$(BIN)/gateway serve --demo
 
 test: install
 	$(BIN)/pytest

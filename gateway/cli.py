@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--host", help="address to listen on (server.host)")
     serve.add_argument("--port", type=int, help="TCP port (server.port)")
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="add a demo agent and a fresh partner token to the users file and print them "
+        "(agents.demo)",
+    )
     show = commands.add_parser(
         "config",
         help="print the effective configuration and exit",
@@ -164,7 +170,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    overrides: dict[str, dict[str, Any]] = {"server": {}, "log": {}}
+    overrides: dict[str, dict[str, Any]] = {"server": {}, "log": {}, "agents": {}}
+    if getattr(args, "demo", False):
+        overrides["agents"]["demo"] = True
     if getattr(args, "host", None):
         overrides["server"]["host"] = args.host
     if getattr(args, "port", None) is not None:

@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
+from gateway.agents.demo import Demo, prepare_demo
 from gateway.app import CONFIG, HUB, OPTIONS, create_app
 from gateway.config import Config
 from gateway.gcpolicy import GcPolicy
@@ -89,6 +90,7 @@ async def start(app: web.Application, host: str, port: int) -> RunningGateway:
 
 async def run(config: Config) -> int:
     configure_logging(config.log.level, config.log.format)
+    demo = prepare_demo(config) if config.agents.demo else None
     app = create_app(config)
     try:
         running = await start(app, config.server.host, config.server.port)
@@ -107,6 +109,8 @@ async def run(config: Config) -> int:
         + (f" (also {others})" if others else ""),
         flush=True,
     )
+    if demo is not None:
+        _print_demo(demo, base)
     gc_policy = GcPolicy(config.server.gc_freeze_interval_s, config.server.gc_full_interval_s)
     gc_task = asyncio.create_task(gc_policy.run())
     stop = asyncio.Event()
@@ -118,6 +122,17 @@ async def run(config: Config) -> int:
     gc_task.cancel()
     await running.close()
     return 0
+
+
+def _print_demo(demo: Demo, base: str) -> None:
+    password = demo.password or "(the password you set)"
+    print(
+        "demo agent:   "
+        f"{demo.agent} / {password}  (log in: curl -u {demo.agent}:{password} {base}/api/v2/me)\n"
+        f"demo partner: Authorization: Bearer {demo.partner_token}\n"
+        "             (create an email: see README, 'Try it')",
+        flush=True,
+    )
 
 
 def _aiohttp_protocol(runner: web.AppRunner) -> asyncio.Protocol:
