@@ -291,6 +291,8 @@ class Center:
         if operation in ("Transfer", "PlaceInQueue"):
             return self._transfer(a, ix, operation, params, now)
         event = event_for(ix.kind, operation)
+        if operation == "PlaceInWorkbin":
+            raise GwsError(Status.INVALID_INPUT, "PlaceInWorkbin is not supported yet")
         if event is None:
             raise GwsError(Status.INVALID_INPUT, f"unknown operation {operation!r}")
         try:
