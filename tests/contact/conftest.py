@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import MakeGateway
 
 from contact.desktop import Desktop, Partner, write_users
+
+if TYPE_CHECKING:
+    from conftest import MakeGateway
 from gateway.server import RunningGateway
 
 

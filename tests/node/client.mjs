@@ -2,6 +2,7 @@
 //
 //   node client.mjs --url http://127.0.0.1:PORT/cometd --transport websocket|long-polling \
 //                   --channel /chat/demo [--channel /other] [--max-runtime-ms 60000] [--log-level info]
+//                   [--token TOKEN]
 //
 // Protocol: one JSON object per line.
 //   stdout (events):  {"event": "...", ...}   -- nothing else is ever written to stdout.
@@ -12,6 +13,9 @@
 // The channels given with --channel are (re)subscribed in the /meta/handshake listener on every
 // successful handshake, which is how CometD applications are supposed to survive a re-handshake
 // (the client clears its subscriptions when it handshakes again, e.g. after 402::session_unknown).
+//
+// --token TOKEN: every handshake (the first one and any re-handshake) carries ext: {token: TOKEN},
+// the way a logged-in agent authenticates its CometD session with its REST session id.
 //
 // The script never hangs: it exits by itself after --max-runtime-ms, when stdin is closed, or
 // after {"cmd":"disconnect"} / {"cmd":"exit"}.
@@ -31,6 +35,7 @@ const {values: args} = parseArgs({
         channel: {type: "string", multiple: true, default: []},
         "max-runtime-ms": {type: "string", default: "60000"},
         "log-level": {type: "string", default: "info"},
+        token: {type: "string"},
     },
 });
 
@@ -265,4 +270,5 @@ input.on("line", (line) => {
 input.on("close", () => exit(0));
 
 emit({event: "start", url: args.url, transport: args.transport, versions});
-cometd.handshake();
+// CometD keeps the handshake props and reuses them when it handshakes again (e.g. after a 402).
+cometd.handshake(args.token === undefined ? undefined : {ext: {token: args.token}});
