@@ -108,6 +108,16 @@ class AgentView:
     capacity: Mapping[str, int]
 
 
+def _check_params(event: Event, params: Mapping[str, Any]) -> None:
+    """Refuse an operation whose parameters are missing or of the wrong type."""
+    if event is Event.UPDATE_USER_DATA and not isinstance(params.get("userData"), dict):
+        raise GwsError(Status.MISSING_PARAMETER, "userData (an object) is required")
+    if event is Event.SEND_MESSAGE:
+        text = params.get("text", params.get("message"))
+        if not isinstance(text, str) or not text:
+            raise GwsError(Status.MISSING_PARAMETER, "text is required")
+
+
 class Center:
     def __init__(
         self,
@@ -299,6 +309,7 @@ class Center:
             state = next_state(ix.kind, ix.state, event)
         except IllegalTransition as exc:
             raise GwsError(Status.INVALID_STATE, str(exc)) from None
+        _check_params(event, params)  # before the reference id: a refusal changes nothing
         ref = self._reference(a)
         effects = Effects(reference_id=ref)
         if event is Event.ACCEPT:
@@ -313,16 +324,11 @@ class Center:
             self._save(done, effects)
             effects.notices.append(Notice(username, done, "Completed", ref))
         elif event is Event.UPDATE_USER_DATA:
-            data = params.get("userData")
-            if not isinstance(data, dict):
-                raise GwsError(Status.MISSING_PARAMETER, "userData (an object) is required")
-            updated = msgspec.structs.replace(ix, user_data={**ix.user_data, **data})
+            updated = msgspec.structs.replace(ix, user_data={**ix.user_data, **params["userData"]})
             self._save(updated, effects)
             effects.notices.append(Notice(username, updated, updated.state.value, ref))
         elif event is Event.SEND_MESSAGE:
             text = params.get("text", params.get("message"))
-            if not isinstance(text, str) or not text:
-                raise GwsError(Status.MISSING_PARAMETER, "text is required")
             first = len(ix.chat) + 1
             said = self._chat_add(ix, "NEW_MESSAGE", a.user_id, None, None, text, now)
             self._save(said, effects)
@@ -557,6 +563,8 @@ class Center:
         effects = Effects(reference_id=ref)
         self._release(a, ix, now)
         effects.notices.append(Notice(a.username, ix, "Completed", ref))
+        if ix.kind is Kind.CHAT and not ix.customer_left:
+            ix = self._chat_add(ix, "PARTY_LEFT", a.user_id, "Agent", a.nickname, None, now)
         moved = msgspec.structs.replace(
             ix,
             state=State.QUEUED,
