@@ -17,6 +17,7 @@ Routing rules:
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -133,6 +134,12 @@ class Center:
         self.active: dict[str, Interaction] = {}  # every non-terminal interaction
         self._queued: dict[str, Interaction] = {}
         self._invited: dict[str, int] = {}  # id -> deadline
+        # Per queue, the agents who can take its work now, longest idle first: a heap of
+        # (idle_since, username, stamp); an entry whose stamp is not the agent's current one
+        # is stale and dropped when met.  Routing then costs O(log agents), not O(agents).
+        self._heaps: dict[str, list[tuple[int, str, int]]] = {q: [] for q in self.queues}
+        self._stamps: dict[str, int] = {}
+        self._stamp_counter = 0
 
     # -- agents -------------------------------------------------------------------------------
 
@@ -166,6 +173,7 @@ class Center:
             if owned and ix.state in (State.INVITED, State.ACCEPTED):
                 agent.load[ix.channel].add(ix.id)
         self._agents[username] = agent
+        self._touch(agent)
 
     def agent_view(self, username: str) -> AgentView:
         a = self._agent(username)
@@ -193,6 +201,7 @@ class Center:
         for channel in wanted:
             a.ready.setdefault(channel, False)
             a.reasons.setdefault(channel, None)
+        self._touch(a)
         effects.channels.append(ChannelChanged(username))
         effects.reference_id = self._reference(a)
         return effects
@@ -205,6 +214,7 @@ class Center:
         a.session = False
         a.ready = {}
         a.reasons = {}
+        self._touch(a)
         effects.channels.append(ChannelChanged(username))
         effects.reference_id = self._reference(a)
         self._route(now, effects)
@@ -226,6 +236,7 @@ class Center:
             a.idle_since[channel] = now
         if not ready:
             self._revoke_invites(a, channel, now, effects)
+        self._touch(a)
         effects.channels.append(ChannelChanged(username))
         effects.reference_id = self._reference(a)
         self._route(now, effects)
@@ -469,6 +480,7 @@ class Center:
         if ix.id in load:
             load.discard(ix.id)
             agent.idle_since[ix.channel] = now
+            self._touch(agent)
 
     def _invite(self, agent: _Agent, ix: Interaction, now: int, effects: Effects) -> None:
         invited = msgspec.structs.replace(
@@ -484,6 +496,7 @@ class Center:
         )
         agent.load[ix.channel].add(ix.id)
         agent.idle_since[ix.channel] = now
+        self._touch(agent)
         self._save(invited, effects)
         effects.notices.append(Notice(agent.username, invited, "Invited"))
 
@@ -681,6 +694,47 @@ class Center:
             and len(agent.load[channel]) < agent.capacity.get(channel, 0)
         )
 
+    def _touch(self, agent: _Agent) -> None:
+        """The agent's availability or idle time changed: index them anew."""
+        self._stamp_counter += 1
+        stamp = self._stamp_counter
+        self._stamps[agent.username] = stamp
+        for queue in agent.queues:
+            channel = self.queues[queue].channel
+            if self._can_take(agent, channel):
+                heap = self._heaps[queue]
+                heapq.heappush(heap, (agent.idle_since.get(channel, 0), agent.username, stamp))
+                if len(heap) > 4 * len(self._members[queue]) + 64:
+                    self._compact(queue)
+
+    def _compact(self, queue: str) -> None:
+        heap = [e for e in self._heaps[queue] if self._stamps.get(e[1]) == e[2]]
+        heapq.heapify(heap)
+        self._heaps[queue] = heap
+
+    def _pick(self, ix: Interaction, exclude: tuple[str, ...]) -> _Agent | None:
+        """The longest-idle agent who can take ``ix`` now, not one of ``exclude``."""
+        heap = self._heaps[ix.queue]
+        skipped = []
+        chosen = None
+        while heap:
+            _, name, stamp = heap[0]
+            agent = self._agents.get(name)
+            if (
+                agent is None
+                or self._stamps.get(name) != stamp
+                or not self._can_take(agent, ix.channel)
+            ):
+                heapq.heappop(heap)  # stale
+            elif name in exclude:
+                skipped.append(heapq.heappop(heap))
+            else:
+                chosen = agent
+                break
+        for entry in skipped:
+            heapq.heappush(heap, entry)
+        return chosen
+
     def _route(self, now: int, effects: Effects) -> None:
         """Offer queued interactions, oldest first, while anyone can take them.
 
@@ -690,31 +744,34 @@ class Center:
         """
         if not self._queued:
             return
-        free = {
-            channel: [a for a in self._agents.values() if self._can_take(a, channel)]
-            for channel in CHANNELS
-        }
-        if not any(free.values()):
+        waiting = {ix.queue for ix in self._queued.values()}
+        if not any(self._pick_any(queue) for queue in waiting):
             return
         ordered = sorted(self._queued.values(), key=lambda i: (i.queued_ms, i.id))
         for second_pass in (False, True):
             for ix in ordered:
                 if ix.id not in self._queued or (second_pass and not ix.refused_by):
                     continue
-                candidates = [
-                    a
-                    for a in free[ix.channel]
-                    if ix.queue in a.queues and self._can_take(a, ix.channel)
-                ]
-                if not second_pass:
-                    candidates = [a for a in candidates if a.username not in ix.refused_by]
-                elif self._others_ready(ix):
+                if second_pass and self._others_ready(ix):
                     continue
-                if candidates:
-                    chosen = min(
-                        candidates, key=lambda a: (a.idle_since.get(ix.channel, 0), a.username)
-                    )
+                chosen = self._pick(ix, () if second_pass else ix.refused_by)
+                if chosen is not None:
                     self._invite(chosen, ix, now, effects)
+
+    def _pick_any(self, queue: str) -> bool:
+        heap = self._heaps[queue]
+        channel = self.queues[queue].channel
+        while heap:
+            _, name, stamp = heap[0]
+            agent = self._agents.get(name)
+            if (
+                agent is not None
+                and self._stamps.get(name) == stamp
+                and self._can_take(agent, channel)
+            ):
+                return True
+            heapq.heappop(heap)
+        return False
 
     def _others_ready(self, ix: Interaction) -> bool:
         """Is an agent of its queue who has not refused it Ready on its channel?"""
