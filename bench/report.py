@@ -26,6 +26,7 @@ class Results:
     ramps: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     big: dict[str, dict[str, Any]] = field(default_factory=dict)
     idle: dict[str, dict[str, Any]] = field(default_factory=dict)
+    invites: dict[str, dict[str, Any]] = field(default_factory=dict)
     elapsed: float = 0.0
     drain: float = 3.0
     big_drain: float = 10.0
@@ -40,6 +41,7 @@ class Results:
             "ramps": {"/".join(k): v for k, v in self.ramps.items()},
             "big": self.big,
             "idle": self.idle,
+            "invites": self.invites,
         }
 
 
@@ -285,6 +287,99 @@ def render_idle(res: Results, targets: list[str]) -> list[str]:
     return out
 
 
+def render_invites(res: Results, targets: list[str]) -> list[str]:
+    """Contact-center invitations, one row per rate step (the gateway only)."""
+    out: list[str] = []
+    header = [
+        "server",
+        "agents",
+        "",
+        "rate/s",
+        "created/s",
+        "invites/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "lost",
+        "accepted/s",
+        "completed/s",
+        "create p99 ms",
+        "srv CPU%",
+        "peak RSS MiB",
+        "gen CPU%",
+        "result",
+    ]
+    for name, run in res.invites.items():
+        ready = next((e for e in run["events"] if e.get("event") == "ready"), None)
+        out += [
+            f"4. Contact-center invitations: {run['agents']:,} agents Ready on email (capacity 1), "
+            f"each with a CometD websocket session; a partner creates email interactions at each "
+            f"rate for {run['step_seconds']:g} s",
+            "   latency = Invited message read by the agent - scheduled creation time (the POST "
+            "is sent then unless the partner's connections are all busy); the agent then Accepts "
+            "and Completes over REST;",
+            f"   lost = created but no Invited within {run['drain']:g} s after the step's last "
+            "creation; create p99 = the partner's POST round trip; x/s = count / (step start "
+            "to the last one, at least the step)",
+        ]
+        if ready is not None:
+            out.append(
+                f"   setup: {ready['clients']:,} of {ready['wanted']:,} agents logged in, "
+                f"contact-center session started, subscribed and Ready in "
+                f"{ready['setup_seconds']:.1f} s"
+                + (
+                    f" (server CPU {ready['server_cpu_seconds']:.1f} s, RSS after "
+                    f"{ready['server_rss_mib']:.0f} MiB)"
+                    if "server_cpu_seconds" in ready
+                    else ""
+                )
+            )
+        out.append("")
+        rows = []
+        for s in _steps(run["events"]):
+            result = "held" if s["held"] else f"FAILED: {s['reason']}"
+            if s["duplicates"] or s["op_failed"]:
+                result += f"; {s['duplicates']} duplicate invites, {s['op_failed']} ops failed"
+            if s.get("other_cpu_pct", 0.0) >= OTHER_BUSY_PCT:
+                result += f" [machine busy: other {s['other_cpu_pct']:.0f}%]"
+            rows.append(
+                [
+                    name,
+                    f"{s['agents']:,}",
+                    "",
+                    _fmt(s["rate"]),
+                    _fmt(s["created_per_s"]),
+                    _fmt(s["invites_per_s"]),
+                    _fmt(s["p50_ms"], ",.1f"),
+                    _fmt(s["p99_ms"], ",.1f"),
+                    _fmt(s["max_ms"], ",.1f"),
+                    _fmt(s["lost"]),
+                    _fmt(s["accepted_per_s"]),
+                    _fmt(s["completed_per_s"]),
+                    _fmt(s["create_p99_ms"], ",.1f"),
+                    _fmt(s.get("server_cpu_pct")),
+                    _fmt(s.get("server_hwm_mib")),
+                    _fmt(s["gen_cpu_pct"]),
+                    result,
+                ]
+            )
+        out += _table(header, rows)
+        best, stop = best_step(run["events"])
+        if run.get("died"):
+            stop += f"; SERVER DIED (exit code {run['exit']})"
+        held = (
+            f"highest step held {best['rate']:,.0f} interactions/s "
+            f"({best['invites_per_s']:,.0f} invites/s, p99 {best['p99_ms']:,.1f} ms)"
+            if best
+            else "no step held"
+        )
+        targets.append(
+            f"invitations, {run['agents']:,} agents: {name} {held}; stopped: {stop}. "
+            "No Faye peer (Faye has no contact center): figures only, no verdict"
+        )
+    return out
+
+
 def render_anomalies(res: Results) -> list[str]:
     lines = []
     for (workload, transport, name), run in res.ramps.items():
@@ -302,6 +397,12 @@ def render_anomalies(res: Results) -> list[str]:
                     f"   {name} {res.big_clients} clients: "
                     f"{e.get('anomalies') or e.get('message', '')[:300]}"
                 )
+    for name, run in res.invites.items():
+        for e in run["events"]:
+            if e.get("event") in ("done", "error") and (e.get("anomalies") or e.get("message")):
+                lines.append(
+                    f"   {name} invites: {e.get('anomalies') or e.get('message', '')[:300]}"
+                )
     return [
         "Protocol anomalies seen by the clients (failed replies, re-handshakes, HTTP errors):",
         *(lines or ["   none"]),
@@ -309,7 +410,8 @@ def render_anomalies(res: Results) -> list[str]:
 
 
 def all_steps(res: Results) -> list[dict[str, Any]]:
-    return [s for r in [*res.ramps.values(), *res.big.values()] for s in _steps(r["events"])]
+    runs = [*res.ramps.values(), *res.big.values(), *res.invites.values()]
+    return [s for r in runs for s in _steps(r["events"])]
 
 
 def render(res: Results) -> str:
@@ -323,14 +425,21 @@ def render(res: Results) -> str:
         "",
     ]
     targets: list[str] = []
-    out += [*render_ramps(res, targets), ""]
+    if res.ramps or not res.invites:  # an invites-only run has no (empty) ramp table
+        out += [*render_ramps(res, targets), ""]
     if res.big:
         out += [*render_big(res, targets), ""]
     if res.idle:
         out += [*render_idle(res, targets), ""]
+    if res.invites:
+        out += [*render_invites(res, targets), ""]
     out += [*render_anomalies(res), ""]
     gen_peak = max(
-        [_gen_peak(r["events"]) for r in [*res.ramps.values(), *res.big.values()]] or [0.0]
+        [
+            _gen_peak(r["events"])
+            for r in [*res.ramps.values(), *res.big.values(), *res.invites.values()]
+        ]
+        or [0.0]
     )
     other = max((s.get("other_cpu_pct", 0.0) for s in all_steps(res)), default=0.0)
     if other >= OTHER_BUSY_PCT:

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run.py            # full run, under ~20 minutes
     .venv/bin/python bench/run.py --quick    # smoke version, a few minutes
+    .venv/bin/python bench/run.py --servers gateway --only invites   # contact center, ~1 min
 
 Each scenario gets a fresh server pinned to core 0 (``taskset -c 0``); the load generator
 (bench/loadgen.py) runs pinned to core 1.  Traffic goes to 127.0.0.1 only.  The table is
@@ -16,14 +17,20 @@ import json
 import os
 import resource
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import invites as invites_gen
 from metrics import machine_busy_seconds, sample
 from report import Results, render
 from servers import (
+    ANONYMOUS_ENV,
     BENCH_DIR,
+    DATA_DIR_ENV,
     LoadGen,
     RunningServer,
     ServerSpec,
@@ -57,6 +64,10 @@ class Plan:
     idle_procs: int = 2
     drain: float = 3.0  # wait after each step for stragglers; missing after that = lost
     big_drain: float = 10.0
+    invite_agents: int = 1000
+    invite_rates: tuple[int, ...] = (50, 100, 200, 400, 800)  # interactions created/s
+    invite_seconds: float = 5.0
+    invite_drain: float = 5.0  # no Invited this long after the step's last creation = lost
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
@@ -74,6 +85,9 @@ class Plan:
             big_clients=2000,
             big_seconds=5.0,
             idle_sessions=4000,
+            invite_agents=200,
+            invite_rates=(50, 100, 200),
+            invite_seconds=2.0,
         )
 
     def rates(self, workload: str) -> list[float]:
@@ -115,14 +129,19 @@ def loadgen_cmd(server: RunningServer, *args: str) -> list[str]:
     ]
 
 
-def run_loadgen(cmd: list[str], label: str, timeout: float) -> list[dict[str, Any]]:
+def run_loadgen(
+    cmd: list[str],
+    label: str,
+    timeout: float,
+    show: Callable[[str, dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
     """Run one load-generator ramp, echo its progress, return its JSON events."""
     events: list[dict[str, Any]] = []
     gen = LoadGen(cmd, LOG_DIR / f"loadgen-{label}.log")
     deadline = time.monotonic() + timeout
     while (event := gen.next_event(deadline)) is not None:
         events.append(event)
-        progress(label, event)
+        (show or progress)(label, event)
         if event.get("event") == "done":
             break
     if time.monotonic() >= deadline:
@@ -269,6 +288,57 @@ def idle_memory(spec: ServerSpec, plan: Plan, fd_limit: int) -> dict[str, Any]:
     }
 
 
+def invites(spec: ServerSpec, plan: Plan) -> dict[str, Any]:
+    """Contact-center invitations: agents logged in and Ready on email, a partner creating
+    interactions at each rate (bench/invites.py).  The gateway gets a fresh data directory with
+    a users file, and refuses anonymous CometD handshakes as it does by default."""
+    label = f"{spec.name}-invites"
+    with tempfile.TemporaryDirectory(prefix="bench-invites-") as tmp:
+        t0 = time.monotonic()
+        secrets_file = invites_gen.write_users(Path(tmp), plan.invite_agents)
+        users_s = time.monotonic() - t0
+        print(f"  [{label}] users file with {plan.invite_agents} agents in {users_s:.1f} s")
+        env = {k: v for k, v in spec.env.items() if k != ANONYMOUS_ENV}
+        env[DATA_DIR_ENV] = tmp
+        server = start_server(
+            ServerSpec(spec.name, "/api/v2/notifications", env, ready_path="/api/v2/me"), label
+        )
+        cmd = [
+            "taskset",
+            "-c",
+            str(GEN_CORE),
+            sys.executable,
+            str(BENCH_DIR / "invites.py"),
+            "--url",
+            server.url,
+            "--server-pid",
+            str(server.pid),
+            "--secrets",
+            str(secrets_file),
+            f"--agents={plan.invite_agents}",
+            f"--rates={','.join(str(r) for r in plan.invite_rates)}",
+            f"--step-seconds={plan.invite_seconds}",
+            f"--drain={plan.invite_drain}",
+            f"--warmup={1.0 if not plan.quick else 0.5}",
+        ]
+        try:
+            events = run_loadgen(cmd, label, 170, show=invites_gen.progress)
+        finally:
+            died = not server.alive
+            code = server.stop()
+    if died:
+        print(f"  [{label}] SERVER DIED during the run, exit code {code}; see {server.log_path}")
+    return {
+        "events": events,
+        "died": died,
+        "exit": code,
+        "agents": plan.invite_agents,
+        "step_seconds": plan.invite_seconds,
+        "drain": plan.invite_drain,
+        "users_seconds": users_s,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -276,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="short smoke version")
     p.add_argument("--servers", default="faye,gateway", help="comma-separated subset")
     p.add_argument(
-        "--only", default="ramp,big,idle", help="comma-separated subset of: ramp, big, idle"
+        "--only",
+        default="ramp,big,idle,invites",
+        help="comma-separated subset of: ramp, big, idle, invites",
     )
     p.add_argument(
         "--gateway-env",
@@ -311,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
             specs.append(gateway_spec(dict(kv.split("=", 1) for kv in args.gateway_env)))
         else:
             notes.append(f"gateway not run: {why}")
+    if "invites" in only and not any(s.name == "gateway" for s in specs):
+        notes.append("invites not run: it needs the gateway (Faye has no contact center)")
     results = Results(
         quick=plan.quick,
         servers=[s.name for s in specs],
@@ -340,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
             results.big[f"{transport}:{spec.name}"] = big_broadcast(spec, plan, transport)
     for spec in specs if "idle" in only else []:
         results.idle[spec.name] = idle_memory(spec, plan, fd_limit)
+    # Faye has no contact center: this scenario runs against the gateway only.
+    for spec in [s for s in specs if s.name == "gateway"] if "invites" in only else []:
+        results.invites[spec.name] = invites(spec, plan)
     results.elapsed = time.monotonic() - t0
     text = render(results)
     print()

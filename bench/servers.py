@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -25,6 +26,8 @@ REPO_DIR = BENCH_DIR.parent
 FAYE_DIR = BENCH_DIR / "faye"
 VENV_BIN = REPO_DIR / ".venv" / "bin"
 HOST = "127.0.0.1"
+DATA_DIR_ENV = "GATEWAY_STORE__DATA_DIR"
+ANONYMOUS_ENV = "GATEWAY_AGENTS__ALLOW_ANONYMOUS_BAYEUX"
 
 
 @dataclass
@@ -32,6 +35,8 @@ class ServerSpec:
     name: str
     mount: str
     env: dict[str, str] = field(default_factory=dict)
+    # ready when this path answers any HTTP status (default: an anonymous handshake succeeds)
+    ready_path: str = ""
 
     def argv(self, port: int) -> list[str]:
         if self.name == "faye":
@@ -48,7 +53,8 @@ def faye_spec() -> ServerSpec:
 
 
 def gateway_spec(overrides: dict[str, str] | None = None) -> ServerSpec:
-    env = {"GATEWAY_LOG__LEVEL": "warning"}
+    # The Bayeux scenarios' clients handshake anonymously (no agent login): allowed here only.
+    env = {"GATEWAY_LOG__LEVEL": "warning", ANONYMOUS_ENV: "true"}
     env.update(overrides or {})
     return ServerSpec("gateway", "/cometd", env)
 
@@ -119,17 +125,36 @@ def _handshake_ok(url: str) -> bool:
         return False
 
 
+def _answers(url: str) -> bool:
+    """Whether an HTTP server answers ``GET url`` at all (any status)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            resp.read()
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, urllib.error.URLError):
+        return False
+
+
 class RunningServer:
     """A server process started by the bench, pinned with ``taskset -c CORE``."""
 
     def __init__(self, spec: ServerSpec, core: int, log_path: Path) -> None:
         self.spec = spec
         self.port = free_port()
-        self.url = f"http://{HOST}:{self.port}{spec.mount}"
+        self.base = f"http://{HOST}:{self.port}"
+        self.url = self.base + spec.mount
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         env = {**os.environ, **spec.env}
+        # Every gateway run gets its own data directory (SQLite store, users file), removed in
+        # stop(), unless the spec names one (then whoever made it removes it).
+        self._data_dir: str | None = None
+        if spec.name == "gateway" and DATA_DIR_ENV not in spec.env:
+            self._data_dir = tempfile.mkdtemp(prefix="bench-gateway-")
+            env[DATA_DIR_ENV] = self._data_dir
         self.proc = subprocess.Popen(
             ["taskset", "-c", str(core), *spec.argv(self.port)],
             cwd=spec.cwd,
@@ -148,7 +173,8 @@ class RunningServer:
                 raise RuntimeError(
                     f"{self.spec.name} exited with {self.proc.returncode}; see {self.log_path}"
                 )
-            if _handshake_ok(self.url):
+            path = self.spec.ready_path
+            if _answers(self.base + path) if path else _handshake_ok(self.url):
                 return
             time.sleep(0.2)
         raise RuntimeError(f"{self.spec.name} not answering at {self.url}; see {self.log_path}")
@@ -167,6 +193,8 @@ class RunningServer:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self._log.close()
+        if self._data_dir is not None:
+            shutil.rmtree(self._data_dir, ignore_errors=True)
         return self.proc.returncode
 
 
