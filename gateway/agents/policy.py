@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from gateway.agents.sessions import Sessions
 from gateway.security import Grant, Peer, SecurityPolicy
-from protocol import Advice, Message, SessionRecord, normalize
+from protocol import Advice, Message, SessionRecord
 
 __all__ = ["AgentPolicy", "is_personal"]
 
@@ -24,9 +24,10 @@ PERSONAL_ROOT = "/v2/me"
 
 
 def is_personal(channel: str) -> bool:
-    """``/v2/me`` and everything under it, wildcards included."""
-    name = normalize(channel) or channel
-    return name == PERSONAL_ROOT or name.startswith(PERSONAL_ROOT + "/")
+    """``/v2/me`` and everything under it, wildcards included (names arrive normalized)."""
+    return channel.startswith(PERSONAL_ROOT) and (
+        len(channel) == len(PERSONAL_ROOT) or channel[len(PERSONAL_ROOT)] == "/"
+    )
 
 
 def _now_ms() -> int:
