@@ -146,10 +146,14 @@ class Holds:
         reply = action.reply
         hold_ms = action.hold_ms
         browser = ctx.browser_id if ctx.http else None
-        if hold_ms and (
+        push = ws is not None and not self.deliver_only_on_connect and not session.ack
+        waiting = bool(hold_ms) and (
             (ack is not None and ack.pending) or await self.engine.has_messages(client_id)
-        ):
-            hold_ms = self._flush_delay_ms(client_id)  # events waiting: send them (batched)
+        )
+        delay = self._flush_delay_ms(client_id) if waiting else 0
+        if waiting and (not push or not delay):
+            hold_ms = delay  # events waiting: the connect takes them (batched)
+            waiting = False
         elif (
             hold_ms
             and browser is not None
@@ -159,7 +163,6 @@ class Holds:
             hold_ms = 0
         if not hold_ms:
             return await self._answer(client_id, reply, message, [])
-        push = ws is not None and not self.deliver_only_on_connect and not session.ack
         held = Held(
             client_id=client_id,
             reply=reply,
@@ -177,6 +180,12 @@ class Holds:
             self._browser_polls[browser] += 1
             held.counted = True
         held.start(hold_ms / 1000, self._hold_ended)
+        if waiting:
+            # A busy websocket session (it had a frame within the batching window) keeps its
+            # connect held and gets the waiting events pushed when the window ends.  Answering
+            # the connect instead would start a connect cycle that, under load, never returns
+            # to pushing: each reply finds new events waiting.
+            self.wake(client_id)
         return None
 
     def _uncount(self, held: Held) -> None:
