@@ -116,3 +116,31 @@ async def test_10_45_long_polling_session_on_new_websocket(
     assert reply["successful"] is True, reply
     assert second.take_events() == [{"channel": "/c45", "data": {"after": "close"}}]
     assert http.client_id in await hub.session_ids()
+
+
+async def test_busy_websocket_session_keeps_its_connect_held_and_gets_pushes(
+    gateway: TestServer, open_client: OpenClient
+) -> None:
+    """A connect arriving while events wait, within the batching window of the session's last
+    frame, is held and the events pushed: answering it would start a connect cycle that never
+    returns to pushing under load (each reply finding new events waiting)."""
+    subscriber: WebSocketClient = await open_client(gateway, "websocket")
+    publisher: WebSocketClient = await open_client(gateway, "websocket")
+    await subscriber.open_session("/busy")
+    await publisher.open_session()
+    held = asyncio.create_task(subscriber.connect(within=HELD_TIMEOUT))
+    await wait_held(gateway)
+    assert (await publisher.publish("/busy", {"n": 1}))["successful"] is True
+    await subscriber.wait_until(lambda: len(subscriber.events) >= 1, STEP_TIMEOUT)
+    # Within the window of that frame: more events, then a new connect replacing the held one.
+    for n in (2, 3):
+        assert (await publisher.publish("/busy", {"n": n}))["successful"] is True
+    frames = len(subscriber.frames)
+    await subscriber.send_frame([subscriber.connect_message()])
+    await subscriber.wait_until(lambda: len(subscriber.events) >= 3, STEP_TIMEOUT)
+    new_frames = subscriber.frames[frames:]
+    assert [m["data"]["n"] for m in subscriber.events] == [1, 2, 3]
+    assert not any(m.get("channel") == "/meta/connect" for frame in new_frames for m in frame), (
+        f"the new connect was answered instead of held: {new_frames}"
+    )
+    held.cancel()
