@@ -42,7 +42,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import msgspec
-from metrics import machine_busy_seconds, sample, self_cpu
+from metrics import add_server_figures, machine_busy_seconds, sample, self_cpu
 from wire import WebSocketConnection
 
 from gateway.gcpolicy import GcPolicy
@@ -805,14 +805,7 @@ async def run_step(
         "reason": "; ".join(reasons),
         "anomalies": {k: v for k, v in new.items() if v > 0},
     }
-    if srv0 is not None and srv1 is not None:
-        result["server_cpu_pct"] = 100 * (srv1.cpu_seconds - srv0.cpu_seconds) / elapsed
-        result["other_cpu_pct"] = max(
-            0.0,
-            100 * (busy1 - busy0) / elapsed - result["server_cpu_pct"] - result["gen_cpu_pct"],
-        )
-        result["server_rss_mib"] = srv1.rss_kib / 1024
-        result["server_hwm_mib"] = srv1.hwm_kib / 1024
+    add_server_figures(result, srv0, srv1, busy0, busy1, elapsed)
     return result, base + count
 
 

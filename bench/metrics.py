@@ -7,6 +7,7 @@ import os
 import time
 from array import array
 from dataclasses import dataclass
+from typing import Any
 
 from bayeux import Msg
 
@@ -155,3 +156,24 @@ def machine_busy_seconds() -> float:
 
 def self_cpu() -> float:
     return time.process_time()
+
+
+def add_server_figures(
+    result: dict[str, Any],
+    srv0: ProcSample | None,
+    srv1: ProcSample | None,
+    busy0: float,
+    busy1: float,
+    elapsed: float,
+) -> None:
+    """Server CPU and RSS over a step, and the CPU anything else on the machine used (other
+    processes, kernel softirq, ...); ``result`` must already hold ``gen_cpu_pct``."""
+    if srv0 is None or srv1 is None:
+        return
+    result["server_cpu_pct"] = 100 * (srv1.cpu_seconds - srv0.cpu_seconds) / elapsed
+    result["other_cpu_pct"] = max(
+        0.0,
+        100 * (busy1 - busy0) / elapsed - result["server_cpu_pct"] - result["gen_cpu_pct"],
+    )
+    result["server_rss_mib"] = srv1.rss_kib / 1024
+    result["server_hwm_mib"] = srv1.hwm_kib / 1024
