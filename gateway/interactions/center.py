@@ -17,7 +17,6 @@ Routing rules:
 
 from __future__ import annotations
 
-import heapq
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,14 @@ from typing import Any
 
 import msgspec
 
+from gateway.interactions.effects import (
+    AgentView,
+    ChannelChanged,
+    Effects,
+    Notice,
+    QueueInfo,
+    SendEmail,
+)
 from gateway.interactions.machine import (
     Event,
     IllegalTransition,
@@ -35,50 +42,12 @@ from gateway.interactions.machine import (
     next_state,
 )
 from gateway.interactions.model import ChatEvent, EmailContent, GwsError, Interaction, Status
+from gateway.interactions.routing import Available
 
 __all__ = ["AgentView", "Center", "ChannelChanged", "Effects", "Notice", "QueueInfo", "SendEmail"]
 
 CHANNELS = ("email", "chat")
 _REPLY_PREFIX = re.compile(r"^\s*re\s*:", re.IGNORECASE)
-
-
-@dataclass(frozen=True, slots=True)
-class QueueInfo:
-    name: str
-    channel: str
-    in_queues: tuple[str, ...] = ()
-    out_queues: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """Tell ``agent`` about ``interaction``; ``shown`` is the state they see."""
-
-    agent: str
-    interaction: Interaction
-    shown: str
-    reference_id: int | None = None
-    chat_from: int | None = None  # send transcript events with EventId >= this (None: none)
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelChanged:
-    agent: str
-
-
-@dataclass(frozen=True, slots=True)
-class SendEmail:
-    draft: Interaction
-
-
-@dataclass(slots=True)
-class Effects:
-    saved: dict[str, Interaction] = field(default_factory=dict)
-    notices: list[Notice] = field(default_factory=list)
-    channels: list[ChannelChanged] = field(default_factory=list)
-    emails: list[SendEmail] = field(default_factory=list)
-    reference_id: int | None = None
-    created: Interaction | None = None
 
 
 @dataclass(slots=True)
@@ -94,19 +63,6 @@ class _Agent:
     idle_since: dict[str, int] = field(default_factory=dict)
     load: dict[str, set[str]] = field(default_factory=lambda: {c: set() for c in CHANNELS})
     next_reference: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class AgentView:
-    """An agent's state as the REST API shows it."""
-
-    username: str
-    user_id: str
-    session: bool
-    ready: Mapping[str, bool]
-    reasons: Mapping[str, str | None]
-    load: Mapping[str, int]
-    capacity: Mapping[str, int]
 
 
 def _check_params(event: Event, params: Mapping[str, Any]) -> None:
@@ -134,12 +90,7 @@ class Center:
         self.active: dict[str, Interaction] = {}  # every non-terminal interaction
         self._queued: dict[str, Interaction] = {}
         self._invited: dict[str, int] = {}  # id -> deadline
-        # Per queue, the agents who can take its work now, longest idle first: a heap of
-        # (idle_since, username, stamp); an entry whose stamp is not the agent's current one
-        # is stale and dropped when met.  Routing then costs O(log agents), not O(agents).
-        self._heaps: dict[str, list[tuple[int, str, int]]] = {q: [] for q in self.queues}
-        self._stamps: dict[str, int] = {}
-        self._stamp_counter = 0
+        self._available = Available(self.queues, self._can_take_from)
 
     # -- agents -------------------------------------------------------------------------------
 
@@ -696,44 +647,14 @@ class Center:
 
     def _touch(self, agent: _Agent) -> None:
         """The agent's availability or idle time changed: index them anew."""
-        self._stamp_counter += 1
-        stamp = self._stamp_counter
-        self._stamps[agent.username] = stamp
-        for queue in agent.queues:
-            channel = self.queues[queue].channel
-            if self._can_take(agent, channel):
-                heap = self._heaps[queue]
-                heapq.heappush(heap, (agent.idle_since.get(channel, 0), agent.username, stamp))
-                if len(heap) > 4 * len(self._members[queue]) + 64:
-                    self._compact(queue)
+        self._available.touch(
+            agent.username,
+            {q: agent.idle_since.get(self.queues[q].channel, 0) for q in agent.queues},
+        )
 
-    def _compact(self, queue: str) -> None:
-        heap = [e for e in self._heaps[queue] if self._stamps.get(e[1]) == e[2]]
-        heapq.heapify(heap)
-        self._heaps[queue] = heap
-
-    def _pick(self, ix: Interaction, exclude: tuple[str, ...]) -> _Agent | None:
-        """The longest-idle agent who can take ``ix`` now, not one of ``exclude``."""
-        heap = self._heaps[ix.queue]
-        skipped = []
-        chosen = None
-        while heap:
-            _, name, stamp = heap[0]
-            agent = self._agents.get(name)
-            if (
-                agent is None
-                or self._stamps.get(name) != stamp
-                or not self._can_take(agent, ix.channel)
-            ):
-                heapq.heappop(heap)  # stale
-            elif name in exclude:
-                skipped.append(heapq.heappop(heap))
-            else:
-                chosen = agent
-                break
-        for entry in skipped:
-            heapq.heappush(heap, entry)
-        return chosen
+    def _can_take_from(self, username: str, queue: str) -> bool:
+        agent = self._agents.get(username)
+        return agent is not None and self._can_take(agent, self.queues[queue].channel)
 
     def _route(self, now: int, effects: Effects) -> None:
         """Offer queued interactions, oldest first, while anyone can take them.
@@ -745,7 +666,7 @@ class Center:
         if not self._queued:
             return
         waiting = {ix.queue for ix in self._queued.values()}
-        if not any(self._pick_any(queue) for queue in waiting):
+        if not any(self._available.anyone(queue) for queue in waiting):
             return
         ordered = sorted(self._queued.values(), key=lambda i: (i.queued_ms, i.id))
         for second_pass in (False, True):
@@ -754,24 +675,9 @@ class Center:
                     continue
                 if second_pass and self._others_ready(ix):
                     continue
-                chosen = self._pick(ix, () if second_pass else ix.refused_by)
+                chosen = self._available.pick(ix.queue, () if second_pass else ix.refused_by)
                 if chosen is not None:
-                    self._invite(chosen, ix, now, effects)
-
-    def _pick_any(self, queue: str) -> bool:
-        heap = self._heaps[queue]
-        channel = self.queues[queue].channel
-        while heap:
-            _, name, stamp = heap[0]
-            agent = self._agents.get(name)
-            if (
-                agent is not None
-                and self._stamps.get(name) == stamp
-                and self._can_take(agent, channel)
-            ):
-                return True
-            heapq.heappop(heap)
-        return False
+                    self._invite(self._agents[chosen], ix, now, effects)
 
     def _others_ready(self, ix: Interaction) -> bool:
         """Is an agent of its queue who has not refused it Ready on its channel?"""
