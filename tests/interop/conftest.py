@@ -262,7 +262,8 @@ NodeClientFactory = Callable[..., Awaitable[NodeClient]]
 
 @pytest.fixture
 async def node_client(node_executable: str) -> AsyncIterator[NodeClientFactory]:
-    """Factory: ``await node_client(url, transport, channels=[...])`` -> running NodeClient.
+    """Factory: ``await node_client(url, transport, channels=[...], token=None)`` -> running
+    NodeClient; ``token`` goes in the handshake's ``ext.token`` (``client.mjs --token``).
 
     ``max_runtime_ms`` makes the script exit by itself even if pytest never talks to it again.
     """
@@ -274,6 +275,7 @@ async def node_client(node_executable: str) -> AsyncIterator[NodeClientFactory]:
         channels: Iterable[str] = (),
         max_runtime_ms: int = 90_000,
         log_level: str = "info",
+        token: str | None = None,
     ) -> NodeClient:
         argv = [
             node_executable,
@@ -289,6 +291,8 @@ async def node_client(node_executable: str) -> AsyncIterator[NodeClientFactory]:
         ]
         for channel in channels:
             argv += ["--channel", channel]
+        if token is not None:
+            argv += ["--token", token]
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=NODE_DIR,

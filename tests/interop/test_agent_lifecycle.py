@@ -10,13 +10,8 @@ the handshake is refused with ``403::handshake_denied`` and the client does not 
 
 Host names: Node uses 127.0.0.1, aiocometd uses localhost (see test_aiocometd.py for why).
 
-Fixtures: the ``center`` fixture here builds the same deployment as ``contact.conftest``'s
-``make_center`` (users file, partner token, anonymous handshakes off) from ``contact.desktop``.
-``contact.conftest`` itself cannot be imported from this directory when tests/interop is
-collected on its own: its ``from conftest import MakeGateway`` then finds
-``tests/interop/conftest.py`` in ``sys.modules["conftest"]``. Likewise the ``NodeClient`` class
-is taken from the interop conftest as pytest loaded it, and the process is started here because
-the ``node_client`` factory has no way to pass ``--token``.
+The deployment (users file, partner token, anonymous handshakes off) is ``contact.conftest``'s
+``make_center``; the Node client comes from the interop conftest's ``node_client``.
 """
 
 from __future__ import annotations
@@ -24,16 +19,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiocometd_noloop as aiocometd
 import pytest
-from contact.desktop import Desktop, Partner, write_users
+from contact.conftest import Center, MakeCenter, make_center  # noqa: F401 (fixture)
+from contact.desktop import Desktop
 from yarl import URL
 
 from gateway.app import HUB
@@ -73,25 +67,8 @@ CONNECTION_TYPES = {
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Center:
-    gateway: Any  # gateway.server.RunningGateway
-    base: str
-    partner: Partner
-    desktops: list[Desktop] = field(default_factory=list)
-
-    async def desktop(self, name: str, *channels: str) -> Desktop:
-        """A logged-in agent, Ready on ``channels``, with no CometD session of its own."""
-        d = Desktop(self.base, name)
-        self.desktops.append(d)
-        status, body = await d.login()
-        assert status == 200, body
-        if channels:
-            await d.start(*channels)
-        return d
-
-    async def session_ids(self) -> list[str]:
-        return list(await self.gateway.app[HUB].session_ids())
+async def session_ids(center: Center) -> list[str]:
+    return list(await center.gateway.app[HUB].session_ids())
 
 
 def session_token(desktop: Desktop) -> str:
@@ -102,23 +79,9 @@ def session_token(desktop: Desktop) -> str:
 
 
 @pytest.fixture
-async def center(make_gateway: Any, tmp_path: Path) -> AsyncIterator[Center]:
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    _, token = write_users(data_dir, ["agent1", "agent2"])
-    gateway = await make_gateway(
-        bayeux={"timeout_ms": HOLD_MS},
-        agents={"allow_anonymous_bayeux": False},
-        store={"data_dir": str(data_dir)},
-    )
-    base = f"http://127.0.0.1:{gateway.port}"
-    made = Center(gateway, base, Partner(base, token))
-    try:
-        yield made
-    finally:
-        for d in made.desktops:
-            await d.close()
-        await made.partner.close()
+async def center(make_center: MakeCenter) -> Center:  # noqa: F811 (the imported fixture)
+    """Agents agent1 and agent2, a partner, anonymous handshakes off, 2 s connect holds."""
+    return await make_center(bayeux={"timeout_ms": HOLD_MS})
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,45 +232,8 @@ aiocometd.Extension.register(HandshakeToken)
 
 
 @pytest.fixture
-async def start_node(
-    request: pytest.FixtureRequest, node_executable: str
-) -> AsyncIterator[Callable[..., Any]]:
-    """``await start_node(url, transport, channels, token=None)`` -> NodeClient (killed at
-    teardown), as the interop conftest's ``node_client`` does, plus ``--token``."""
-    conftest = request.config.pluginmanager.get_plugin(str(Path(__file__).with_name("conftest.py")))
-    assert conftest is not None, "tests/interop/conftest.py is not loaded as a pytest plugin"
-    clients: list[Any] = []
-
-    async def start(url: str, transport: str, channels: list[str], token: str | None = None) -> Any:
-        argv = [node_executable, str(conftest.NODE_CLIENT_SCRIPT), "--url", url]
-        argv += ["--transport", transport, "--max-runtime-ms", "90000", "--log-level", "info"]
-        for channel in channels:
-            argv += ["--channel", channel]
-        if token is not None:
-            argv += ["--token", token]
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=conftest.NODE_DIR,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "NODE_NO_WARNINGS": "1"},
-        )
-        client = conftest.NodeClient(proc, argv)
-        clients.append(client)
-        return client
-
-    try:
-        yield start
-    finally:
-        for client in clients:
-            await client.close()
-            print(client.describe())
-
-
-@pytest.fixture
 def open_agent(
-    center: Center, start_node: Callable[..., Any], aiocometd_client: Callable[..., Any]
+    center: Center, node_client: Any, aiocometd_client: Callable[..., Any]
 ) -> Callable[..., Any]:
     """``await open_agent(kind, transport, desktop)`` -> Agent: the real client handshakes with
     the desktop's session id as ``ext.token`` and is subscribed to /v2/me/interactions."""
@@ -316,7 +242,7 @@ def open_agent(
         token = session_token(desktop)
         if kind == "js":
             url = f"http://127.0.0.1:{center.gateway.port}{MOUNT}"
-            client = await start_node(url, transport, [INTERACTIONS], token=token)
+            client = await node_client(url, transport, [INTERACTIONS], token=token)
             handshake = await client.expect("handshake")
             if not handshake["successful"]:
                 client.fail(f"handshake with ext.token refused: {handshake}")
@@ -324,7 +250,7 @@ def open_agent(
             subscribed = await client.expect("subscribed")
             assert subscribed["successful"] is True, subscribed
             assert subscribed["channel"] == INTERACTIONS
-            assert handshake["clientId"] in await center.session_ids()
+            assert handshake["clientId"] in await session_ids(center)
             return JsAgent(client, handshake["clientId"])
         url = f"http://localhost:{center.gateway.port}{MOUNT}"
         connection_type = CONNECTION_TYPES[transport]
@@ -363,7 +289,7 @@ def assert_in_order_once(agent: Agent, interaction_id: str) -> list[str]:
 async def test_email_invite_accept_complete(
     center: Center, open_agent: Callable[..., Any], kind: str, transport: str
 ) -> None:
-    desktop = await center.desktop("agent1", "email")
+    desktop = await center.desktop("agent1", "email", bayeux=False)
     agent = await open_agent(kind, transport, desktop)
     email_id = await center.partner.email("Order 1234")
 
@@ -393,7 +319,7 @@ async def test_email_invite_accept_complete(
 async def test_chat_invite_accept_messages_leave_complete(
     center: Center, open_agent: Callable[..., Any], kind: str, transport: str
 ) -> None:
-    desktop = await center.desktop("agent1", "chat")
+    desktop = await center.desktop("agent1", "chat", bayeux=False)
     agent = await open_agent(kind, transport, desktop)
     partner = center.partner
     chat_id = await partner.chat("CustomerName")
@@ -448,7 +374,7 @@ async def test_chat_invite_accept_messages_leave_complete(
 async def test_rehandshake_after_expiry_carries_the_token(
     center: Center, open_agent: Callable[..., Any], kind: str, transport: str
 ) -> None:
-    desktop = await center.desktop("agent1", "email")
+    desktop = await center.desktop("agent1", "email", bayeux=False)
     agent = await open_agent(kind, transport, desktop)
     old_id = agent.client_id
     # The CometD session expires (as after maxInterval): the client's next /meta/connect gets
@@ -456,7 +382,7 @@ async def test_rehandshake_after_expiry_carries_the_token(
     # REST session is still live), and subscribes /v2/me/interactions again.
     assert await center.gateway.app[HUB].expire_session(old_id) is True
     new_id = await agent.recovered(old_id)
-    assert await center.session_ids() == [new_id]
+    assert await session_ids(center) == [new_id]
 
     email_id = await center.partner.email("After recovery")
     invited = await agent.next(of(email_id, "Invited"))
@@ -468,16 +394,16 @@ async def test_rehandshake_after_expiry_carries_the_token(
 @pytest.mark.parametrize(("kind", "transport"), CLIENTS)
 async def test_handshake_without_token_is_refused(
     center: Center,
-    start_node: Callable[..., Any],
+    node_client: Any,
     aiocometd_client: Callable[..., Any],
     kind: str,
     transport: str,
 ) -> None:
     # The agent is logged in, but the client does not say so (and has no JSESSIONID cookie).
-    await center.desktop("agent1", "email")
+    await center.desktop("agent1", "email", bayeux=False)
     if kind == "js":
         url = f"http://127.0.0.1:{center.gateway.port}{MOUNT}"
-        client = await start_node(url, transport, [INTERACTIONS])
+        client = await node_client(url, transport, [INTERACTIONS])
         handshake = await client.expect("handshake")
         assert handshake["successful"] is False, handshake
         assert handshake["error"] == "403::handshake_denied", handshake
@@ -506,4 +432,4 @@ async def test_handshake_without_token_is_refused(
         await asyncio.sleep(QUIET_PERIOD)
         assert len(wire.messages("out", "/meta/handshake")) == 1, wire.describe()
         assert wire.messages("out", "/meta/connect") == [], wire.describe()
-    assert await center.session_ids() == []
+    assert await session_ids(center) == []
