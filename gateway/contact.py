@@ -72,9 +72,7 @@ def install(app: web.Application, config: Config, hub: Hub, sessions: Sessions) 
         service=service,
         sessions=sessions,
         directory=Directory.load(users_path(config)),
-        cookie_name=config.agents.session_cookie,
-        default_queues=tuple(config.agents.default_queues),
-        default_capacity=dict(config.agents.default_capacity),
+        agents=config.agents,
         clock_ms=_wall_ms,
     )
     app[API] = ctx

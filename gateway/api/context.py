@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from gateway.agents.sessions import Sessions
-from gateway.agents.users import Directory, User
+from gateway.agents.users import Directory, User, effective_capacity, effective_queues
+from gateway.config import AgentsConfig
 from gateway.interactions.service import InteractionService
 
 __all__ = ["API", "ApiContext"]
@@ -19,10 +20,12 @@ class ApiContext:
     service: InteractionService
     sessions: Sessions
     directory: Directory
-    cookie_name: str
-    default_queues: Sequence[str]
-    default_capacity: Mapping[str, int]
+    agents: AgentsConfig
     clock_ms: Callable[[], int]
+
+    @property
+    def cookie_name(self) -> str:
+        return self.agents.session_cookie
 
     def register(self, user: User) -> None:
         """Make a logged-in user known to the center, with their queues and capacity."""
@@ -30,8 +33,8 @@ class ApiContext:
             user.username,
             user_id=user.id,
             nickname=" ".join(p for p in (user.first_name, user.last_name) if p) or user.username,
-            queues=user.queues if user.queues is not None else self.default_queues,
-            capacity={**self.default_capacity, **(user.capacity or {})},
+            queues=effective_queues(user, self.agents),
+            capacity=effective_capacity(user, self.agents),
         )
 
 

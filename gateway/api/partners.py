@@ -87,7 +87,7 @@ def _email(body: dict[str, Any]) -> EmailContent:
     )
 
 
-def _user_data(body: dict[str, Any], kind: Kind, email: EmailContent | None) -> dict[str, Any]:
+def _user_data(body: dict[str, Any], email: EmailContent | None) -> dict[str, Any]:
     data = body.get("userData", {})
     if not isinstance(data, dict):
         raise GwsError(Status.INVALID_INPUT, "userData must be an object")
@@ -127,7 +127,7 @@ async def create(request: web.Request) -> web.StreamResponse:
         kind=kind,
         queue=queue,
         now=ctx.clock_ms(),
-        user_data=_user_data(body, kind, email),
+        user_data=_user_data(body, email),
         email=email,
         customer_nickname=nickname,
         partner=partner.name,

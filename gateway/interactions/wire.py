@@ -42,9 +42,7 @@ def interaction_message(
     """The ``data`` of a ``/v2/me/interactions`` message telling an agent ``shown``."""
     state = _SHOWN_STATES.get(shown)
     caps = capabilities(ix.kind, state) if state is ix.state else []
-    full = shown in ("Accepted", "Composing") or (
-        ix.state in (State.ACCEPTED, State.COMPOSING) and shown == ix.state.value
-    )
+    full = shown in ("Accepted", "Composing")
     data: dict[str, Any] = {
         "messageType": "InteractionStateMessage",
         "id": ix.id,
