@@ -13,16 +13,22 @@ APT_PACKAGES := nodejs npm
 
 install: $(STAMP) node-deps
 
-# System packages the tests need (apt, only when root and only what is missing).
+# System packages the tests need (apt, only when root and only what is missing): Node for the
+# CometD JS client and Faye, Dovecot for the real IMAP server of the mail tests.  Packages'
+# postinst scripts start no system service here (no init; policy-rc.d), and the tests start
+# their own throwaway instances on free loopback ports.
 system-deps:
 	@missing=""; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
+	[ -x /usr/sbin/dovecot ] || command -v dovecot >/dev/null || missing="$$missing dovecot-imapd"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      -o DPkg::Lock::Timeout=300 $$missing; \
 	  else \
 	    echo "missing system packages:$$missing (run as root or install them)"; exit 1; \
 	  fi; \
