@@ -137,6 +137,68 @@ class StoreConfig(_Section, frozen=True):
     data_dir: str = "data"
 
 
+Tls = Literal["tls", "starttls", "none"]
+Seconds = Annotated[float, Meta(ge=0)]
+
+
+class _MailServer(_Section, frozen=True):
+    """What an IMAP source and an SMTP sender share: where, how securely, and who we are."""
+
+    host: str = "127.0.0.1"
+    tls: Tls = "tls"
+    ca_file: str = ""
+    verify_tls: bool = True
+    username: str = ""
+    password: str = ""
+    password_env: str = ""
+    oauth_token_url: str = ""
+    oauth_token_command: str = ""
+
+
+class MailSource(_MailServer, frozen=True, kw_only=True):
+    name: str
+    queue: str
+    port: Port = 993
+    address: str = ""
+    input_folder: str = "INBOX"
+    processing_folder: str = "Processing"
+    output_folder: str = "Done"
+    quarantine_folder: str = "Quarantine"
+    sent_folder: str = ""
+    sender: str = ""
+    sync_max_changes: Positive = 1
+    sync_max_wait_s: Seconds = 0.0
+    acknowledge: bool = False
+    acknowledge_text: str = (
+        "Thank you for your message. We have received it and will answer as soon as we can."
+    )
+
+
+class MailSender(_MailServer, frozen=True, kw_only=True):
+    name: str
+    port: Port = 587
+    tls: Tls = "starttls"
+    from_address: str = ""
+    queues: list[str] = msgspec.field(default_factory=list)
+
+
+class MailConfig(_Section, frozen=True):
+    sources: list[MailSource] = msgspec.field(default_factory=list)
+    senders: list[MailSender] = msgspec.field(default_factory=list)
+    timeout_s: Annotated[float, Meta(gt=0)] = 30.0
+    idle_renew_s: Annotated[float, Meta(gt=0, le=1740)] = 1500.0
+    poll_interval_s: Annotated[float, Meta(gt=0)] = 30.0
+    reconnect_min_s: Annotated[float, Meta(gt=0)] = 1.0
+    reconnect_max_s: Annotated[float, Meta(gt=0)] = 300.0
+    retry_min_s: Annotated[float, Meta(gt=0)] = 5.0
+    retry_max_s: Annotated[float, Meta(gt=0)] = 900.0
+    retry_for_s: Annotated[float, Meta(gt=0)] = 172_800.0
+    message_id_domain: str = ""
+    demo: bool = False
+    demo_imap_port: Port = 1143
+    demo_smtp_port: Port = 2525
+
+
 class LogConfig(_Section, frozen=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -152,6 +214,7 @@ class Config(_Section, frozen=True):
     agents: AgentsConfig = msgspec.field(default_factory=AgentsConfig)
     interactions: InteractionsConfig = msgspec.field(default_factory=InteractionsConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    mail: MailConfig = msgspec.field(default_factory=MailConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
 
 
@@ -218,6 +281,33 @@ HELP: dict[str, str] = {
     "out_queues (shown to agents as inQueues/outQueues)",
     "store.kind": "where interactions live: sqlite",
     "store.data_dir": "directory for the SQLite file and the users file",
+    "mail.sources": "IMAP mailboxes, each feeding one queue ([[mail.sources]]: name, queue, "
+    "host, port (993), tls (tls|starttls|none), ca_file, verify_tls, username, password | "
+    "password_env | oauth_token_url | oauth_token_command (XOAUTH2), address (the mailbox's "
+    "address; default username), input_folder (INBOX), processing_folder (Processing), "
+    "output_folder (Done; empty: delete processed mail), quarantine_folder (Quarantine), "
+    "sent_folder (empty: keep no copy of replies), sender (name of the sender for replies), "
+    "sync_max_changes (1) and sync_max_wait_s (0): batch intake Engage-style, acknowledge and "
+    "acknowledge_text: an automatic receipt to the customer)",
+    "mail.senders": "SMTP servers replies leave by ([[mail.senders]]: name, host, port (587), "
+    "tls (starttls|tls|none), ca_file, verify_tls, username, password | password_env | "
+    "oauth_token_url | oauth_token_command (XOAUTH2), from_address (default: the source's "
+    "address), queues (empty: any))",
+    "mail.timeout_s": "network timeout of one IMAP or SMTP command",
+    "mail.idle_renew_s": "re-issue IMAP IDLE this often (RFC 2177: within 29 minutes)",
+    "mail.poll_interval_s": "how often a server without IDLE is searched for new mail",
+    "mail.reconnect_min_s": "first pause before reconnecting to an IMAP server (then doubling, "
+    "with jitter)",
+    "mail.reconnect_max_s": "longest pause between IMAP reconnects",
+    "mail.retry_min_s": "first pause before retrying a reply the SMTP server refused for now "
+    "(then doubling, with jitter)",
+    "mail.retry_max_s": "longest pause between SMTP retries",
+    "mail.retry_for_s": "after this long failing, a reply goes back to its agent as failed",
+    "mail.message_id_domain": "right-hand side of our Message-IDs (default: the sender "
+    "address's domain)",
+    "mail.demo": "run an embedded IMAP server and SMTP servers for the demo (gateway serve --demo)",
+    "mail.demo_imap_port": "port of the demo IMAP server",
+    "mail.demo_smtp_port": "port of the demo inbound SMTP server (mail to the demo mailbox)",
     "log.level": "debug | info | warning | error",
     "log.format": "json | console | auto (console on a terminal)",
 }
@@ -277,6 +367,7 @@ def load_config(
     except msgspec.ValidationError as exc:
         raise ConfigError(_explain(str(exc))) from None
     _check(config)
+    _check_mail(config.mail, {q.name: q.channel for q in config.interactions.queues}, env)
     return config
 
 
@@ -297,6 +388,60 @@ def _check(config: Config) -> None:
         raise ConfigError("bayeux.connection_types: at least one transport is needed")
 
 
+def _check_mail(mail: MailConfig, queues: Mapping[str, str], env: Mapping[str, str]) -> None:
+    senders = {s.name for s in mail.senders}
+    if len(senders) != len(mail.senders):
+        raise ConfigError("mail.senders: two senders have the same name")
+    if len({s.name for s in mail.sources}) != len(mail.sources):
+        raise ConfigError("mail.sources: two sources have the same name")
+    for i, source in enumerate(mail.sources):
+        where = f"mail.sources[{i}] ({source.name})"
+        if queues.get(source.queue) != "email":
+            raise ConfigError(f"{where}: queue {source.queue!r} is not an email queue")
+        if source.sender and source.sender not in senders:
+            raise ConfigError(f"{where}: no sender named {source.sender!r}")
+        if not source.username:
+            raise ConfigError(f"{where}: username is required")
+        if not source.input_folder or not source.processing_folder:
+            raise ConfigError(f"{where}: input_folder and processing_folder must be named")
+        _check_secret(source, where, env, required=True)
+    for i, sender in enumerate(mail.senders):
+        _check_secret(sender, f"mail.senders[{i}] ({sender.name})", env, required=False)
+    if mail.reconnect_min_s > mail.reconnect_max_s or mail.retry_min_s > mail.retry_max_s:
+        raise ConfigError("mail: a *_min_s pause is longer than its *_max_s")
+
+
+def _check_secret(
+    server: _MailServer, where: str, env: Mapping[str, str], *, required: bool
+) -> None:
+    given = [
+        key
+        for key in ("password", "password_env", "oauth_token_url", "oauth_token_command")
+        if getattr(server, key)
+    ]
+    if len(given) > 1:
+        raise ConfigError(f"{where}: give only one of {', '.join(given)}")
+    if required and not given:
+        raise ConfigError(f"{where}: a password, password_env or oauth_token_* is required")
+    if server.password_env and server.password_env not in env:
+        raise ConfigError(f"{where}: environment variable {server.password_env} is not set")
+
+
+_SECRET_KEYS = ("password",)
+
+
+def _masked(value: Any) -> Any:
+    """The value as ``gateway config`` prints it: passwords replaced by ``***``."""
+    raw = msgspec.to_builtins(value)
+    if isinstance(raw, list):
+        for item in raw:
+            if isinstance(item, dict):
+                for key in _SECRET_KEYS:
+                    if item.get(key):
+                        item[key] = "***"
+    return raw
+
+
 def describe(config: Config | None = None) -> str:
     """Every option with its value (default unless ``config`` is given) and meaning."""
     config = config or Config()
@@ -305,7 +450,7 @@ def describe(config: Config | None = None) -> str:
         section = getattr(config, section_name)
         lines.append(f"[{section_name}]")
         for key in type(section).__struct_fields__:
-            value = msgspec.json.encode(getattr(section, key)).decode()
+            value = msgspec.json.encode(_masked(getattr(section, key))).decode()
             meaning = HELP.get(f"{section_name}.{key}", "")
             lines.append(f"  {key} = {value}    # {meaning}")
     return "\n".join(lines)

@@ -206,6 +206,7 @@ class Center:
         customer_nickname: str = "",
         partner: str | None = None,
         interaction_id: str | None = None,
+        parent_id: str | None = None,
     ) -> Effects:
         info = self.queues.get(queue)
         if info is None:
@@ -223,6 +224,7 @@ class Center:
             user_data=dict(user_data or {}),
             email=email if kind is Kind.EMAIL else None,
             partner=partner,
+            parent_id=parent_id,
         )
         if kind is Kind.CHAT:
             customer_id = self._new_id()
@@ -298,11 +300,10 @@ class Center:
         elif event is Event.REPLY:
             self._reply(a, ix, operation == "ReplyAll", params, ref, now, effects)
         elif event is Event.SEND:
-            sent = self._draft_edit(ix, params)
-            done = self._end(sent, now, state)
-            self._save(done, effects)
-            effects.emails.append(SendEmail(done))
-            effects.notices.append(Notice(username, done, "Completed", ref))
+            sending = msgspec.structs.replace(self._draft_edit(ix, params), state=state)
+            self._save(sending, effects)
+            effects.emails.append(SendEmail(sending))
+            effects.notices.append(Notice(username, sending, "Completed", ref))
         elif event is Event.CANCEL:
             done = self._end(ix, now, state)
             self._save(done, effects)
@@ -310,6 +311,33 @@ class Center:
         else:  # pragma: no cover - every agent operation of the table is handled above
             raise GwsError(Status.INTERNAL, f"unhandled {event}")
         self._route(now, effects)
+        return effects
+
+    def sent(self, draft_id: str, now: int) -> Effects:
+        """The SMTP server accepted a sent reply: it is Completed (its agent already saw that)."""
+        effects = Effects()
+        draft = self.active.get(draft_id)
+        if draft is not None and draft.state is State.SENDING:
+            self._save(
+                self._end(draft, now, next_state(draft.kind, draft.state, Event.SENT)), effects
+            )
+        return effects
+
+    def send_failed(self, draft_id: str, error: str, now: int) -> Effects:
+        """The mail server refused a sent reply for good: it goes back to its agent, who sees
+        it in Composing again with the error (as ``userData._SendError`` too)."""
+        effects = Effects()
+        draft = self.active.get(draft_id)
+        if draft is None or draft.state is not State.SENDING:
+            return effects
+        back = msgspec.structs.replace(
+            draft,
+            state=next_state(draft.kind, draft.state, Event.SEND_FAILED),
+            user_data={**draft.user_data, "_SendError": error},
+        )
+        self._save(back, effects)
+        if back.agent is not None and back.agent in self._agents:
+            effects.notices.append(Notice(back.agent, back, "Composing", error=error))
         return effects
 
     def customer_message(self, interaction_id: str, text: str, now: int) -> Effects:
@@ -367,7 +395,7 @@ class Center:
         return [
             ix
             for ix in self.active.values()
-            if ix.agent == username and ix.state is not State.QUEUED
+            if ix.agent == username and ix.state not in (State.QUEUED, State.SENDING)
         ]
 
     # -- timers -------------------------------------------------------------------------------
@@ -564,7 +592,7 @@ class Center:
         subject = original.subject
         if not _REPLY_PREFIX.match(subject):
             subject = f"{params.get('subjectPrefix', 'Re:')} {subject}".strip()
-        mailbox = original.to[0] if original.to else ""
+        mailbox = str(parent.user_data.get("Mailbox") or (original.to[0] if original.to else ""))
         to = [original.from_address] if original.from_address else []
         cc: list[str] = []
         if reply_all:
@@ -603,14 +631,25 @@ class Center:
 
     @staticmethod
     def _draft_edit(ix: Interaction, params: Mapping[str, Any]) -> Interaction:
+        """The draft as Send gives it: top-level fields, or GWS's ``email{...}`` object."""
         email = ix.email or EmailContent()
+        nested = params.get("email")
+        if isinstance(nested, Mapping):
+            params = {**params, **nested}
         changes: dict[str, Any] = {}
-        for key, name in (("subject", "subject"), ("bodyAsPlainText", "text"), ("text", "text")):
+        for key, name in (
+            ("subject", "subject"),
+            ("bodyAsPlainText", "text"),
+            ("text", "text"),
+            ("body", "html"),
+        ):
             value = params.get(key)
             if isinstance(value, str):
                 changes[name] = value
         for key in ("to", "cc"):
             value = params.get(key)
+            if isinstance(value, str) and value:
+                value = [value]
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
                 changes[key] = value
         if not changes:

@@ -27,6 +27,7 @@ class Notice:
     shown: str
     reference_id: int | None = None
     chat_from: int | None = None  # send transcript events with EventId >= this (None: none)
+    error: str | None = None  # an error notification (a reply the mail server refused)
 
 
 @dataclass(frozen=True, slots=True)

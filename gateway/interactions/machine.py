@@ -16,8 +16,10 @@ Rules (Genesys Interaction Server semantics, as the desktops expect them; see
 * A chat customer leaving ends a chat nobody has accepted (**Completed**); an accepted chat
   stays with its agent, who completes it.
 * **Reply** / **ReplyAll** on an accepted email create a *draft*, an outbound interaction of its
-  own in **Composing**; **Send** hands it to the mail sender and ends it as **Completed**,
-  **Cancel** as **Canceled**.
+  own in **Composing**; **Send** hands it to the mail sender: the agent is told **Completed**
+  at once, while the draft waits in **Sending** until the SMTP server accepts it (then it is
+  **Completed**); **Cancel** ends it as **Canceled**.  A reply the mail server refuses for good
+  goes back to its agent in **Composing**, with the error, to correct and Send again or Cancel.
 
 Everything here is data: :data:`TRANSITIONS` maps (kind, state, event) to the next state, and
 :func:`capabilities` gives the operations an agent may request in a state.  An event that the
@@ -56,6 +58,7 @@ class State(enum.Enum):
     COMPLETED = "Completed"
     COMPOSING = "Composing"
     CANCELED = "Canceled"
+    SENDING = "Sending"  # internal: a sent draft until the SMTP server accepts it
 
 
 class Event(enum.Enum):
@@ -73,6 +76,8 @@ class Event(enum.Enum):
     CUSTOMER_LEFT = "customer_left"
     SEND = "Send"  # draft
     CANCEL = "Cancel"  # draft
+    SENT = "sent"  # draft: the SMTP server accepted it
+    SEND_FAILED = "send_failed"  # draft: the SMTP server refused it for good
 
 
 Q, INV, A, C = State.QUEUED, State.INVITED, State.ACCEPTED, State.COMPLETED
@@ -101,7 +106,9 @@ TRANSITIONS: dict[tuple[Kind, State, Event], State] = {
     **{(Kind.EMAIL, s, e): n for (s, e), n in _INBOUND.items()},
     (Kind.EMAIL, A, Event.REPLY): A,
     **{(Kind.CHAT, s, e): n for (s, e), n in {**_INBOUND, **_CHAT_ONLY}.items()},
-    (Kind.DRAFT, State.COMPOSING, Event.SEND): C,
+    (Kind.DRAFT, State.COMPOSING, Event.SEND): State.SENDING,
+    (Kind.DRAFT, State.SENDING, Event.SENT): C,
+    (Kind.DRAFT, State.SENDING, Event.SEND_FAILED): State.COMPOSING,
     (Kind.DRAFT, State.COMPOSING, Event.CANCEL): State.CANCELED,
     (Kind.DRAFT, State.COMPOSING, Event.UPDATE_USER_DATA): State.COMPOSING,
 }

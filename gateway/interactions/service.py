@@ -13,26 +13,33 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import structlog
 
 from gateway.hub import Hub
 from gateway.interactions.center import Center, Effects, SendEmail
 from gateway.interactions.model import Interaction
-from gateway.interactions.store import Store
+from gateway.interactions.store import Store, Write
 from gateway.interactions.wire import channel_message, interaction_message
 from protocol import SessionRecord, matches
 
-__all__ = ["InteractionService"]
+__all__ = ["InteractionService", "Outbox"]
 
 log = structlog.get_logger("gateway.interactions")
 
 INTERACTIONS_CHANNEL = "/v2/me/interactions"
 CHANNELS_CHANNEL = "/v2/me/channels"
 
-EmailSender = Callable[[SendEmail], Awaitable[None]]
+
+class Outbox(Protocol):
+    """Where sent drafts go: recorded in the same transaction as the draft's Completed state,
+    then sent by the mail sender, which :meth:`wake` tells that there is work."""
+
+    def prepare(self, email: SendEmail) -> Write: ...
+
+    def wake(self) -> None: ...
 
 
 def _now_ms() -> int:
@@ -51,7 +58,7 @@ class InteractionService:
         self.store = store
         self.hub = hub
         self.clock_ms = clock_ms
-        self.email_senders: list[EmailSender] = []
+        self.outbox: Outbox | None = None
         self._sequences: dict[str, int] = {}
         self._bayeux: dict[str, set[str]] = defaultdict(set)  # agent -> CometD client ids
         self._lock = asyncio.Lock()
@@ -80,7 +87,9 @@ class InteractionService:
 
     # -- applying the center's decisions ------------------------------------------------------
 
-    async def apply(self, effects: Effects) -> Effects:
+    async def apply(self, effects: Effects, writes: Sequence[Write] = ()) -> Effects:
+        """Commit the center's decision (with ``writes`` in the same transaction), then tell
+        the agents, then hand emails to send to the outbox."""
         async with self._lock:
             messages: list[tuple[str, str, dict[str, Any]]] = []
             for notice in effects.notices:
@@ -92,6 +101,7 @@ class InteractionService:
                     sequence=self._next_sequence(notice.agent),
                     reference_id=notice.reference_id,
                     chat_from=notice.chat_from,
+                    error=notice.error,
                 )
                 messages.append((notice.agent, INTERACTIONS_CHANNEL, data))
             for changed in effects.channels:
@@ -99,7 +109,11 @@ class InteractionService:
                 data = channel_message(view, sequence=self._next_sequence(changed.agent))
                 messages.append((changed.agent, CHANNELS_CHANNEL, data))
             touched = {agent for agent, _, _ in messages}
-            await self.store.save(effects.saved.values(), {a: self._sequences[a] for a in touched})
+            if effects.emails:
+                writes = [*writes, *self._outgoing(effects.emails)]
+            await self.store.save(
+                effects.saved.values(), {a: self._sequences[a] for a in touched}, writes
+            )
             for ix in effects.saved.values():
                 log.info(
                     "interaction_changed",
@@ -110,11 +124,17 @@ class InteractionService:
                 )
             for agent, channel, data in messages:
                 await self._deliver(agent, channel, data)
-        for email in effects.emails:
-            for sender in self.email_senders:
-                await sender(email)
+        if effects.emails and self.outbox is not None:
+            self.outbox.wake()
         self._timer_changed.set()
         return effects
+
+    def _outgoing(self, emails: Sequence[SendEmail]) -> list[Write]:
+        if self.outbox is None:
+            for email in emails:
+                log.error("reply_not_sent", interaction_id=email.draft.id, reason="no outbox")
+            return []
+        return [self.outbox.prepare(email) for email in emails]
 
     def _next_sequence(self, agent: str) -> int:
         value = self._sequences.get(agent, 0) + 1

@@ -10,7 +10,7 @@ need ``synchronous=FULL``).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -19,9 +19,16 @@ import msgspec
 from gateway.interactions.machine import State
 from gateway.interactions.model import Interaction
 
-__all__ = ["SqliteStore", "Store"]
+__all__ = ["SqliteStore", "Store", "Write"]
 
 _TERMINAL = (State.COMPLETED.value, State.CANCELED.value)
+
+
+class Write(Protocol):
+    """A change another part of the gateway commits together with interactions (the mail
+    intake's record of a claimed message, an outgoing reply in the outbox)."""
+
+    def apply(self, db: sqlite3.Connection) -> None: ...
 
 
 class Store(Protocol):
@@ -35,8 +42,14 @@ class Store(Protocol):
 
     async def get(self, interaction_id: str) -> Interaction | None: ...
 
-    async def save(self, interactions: Iterable[Interaction], sequences: Mapping[str, int]) -> None:
-        """Store these interactions and agents' last sequence numbers, all or nothing."""
+    async def save(
+        self,
+        interactions: Iterable[Interaction],
+        sequences: Mapping[str, int],
+        writes: Sequence[Write] = (),
+    ) -> None:
+        """Store these interactions, agents' last sequence numbers and the other writes, all
+        or nothing."""
         ...
 
     async def sequences(self) -> dict[str, int]: ...
@@ -101,7 +114,12 @@ class SqliteStore:
         ).fetchone()
         return None if row is None else self._decoder.decode(row[0])
 
-    async def save(self, interactions: Iterable[Interaction], sequences: Mapping[str, int]) -> None:
+    async def save(
+        self,
+        interactions: Iterable[Interaction],
+        sequences: Mapping[str, int],
+        writes: Sequence[Write] = (),
+    ) -> None:
         rows = [
             (
                 ix.id,
@@ -114,7 +132,7 @@ class SqliteStore:
             )
             for ix in interactions
         ]
-        if not rows and not sequences:
+        if not rows and not sequences and not writes:
             return
         db = self.db
         db.execute("BEGIN IMMEDIATE")
@@ -123,6 +141,8 @@ class SqliteStore:
             db.executemany(
                 "INSERT OR REPLACE INTO agent_sequences VALUES (?, ?)", list(sequences.items())
             )
+            for write in writes:
+                write.apply(db)
         except BaseException:
             db.execute("ROLLBACK")
             raise

@@ -4,8 +4,9 @@ The shapes follow the seed payloads (``fixtures/seed/*.json``): an Invited or Re
 carries ``email_object`` with only ``interactionId``; an Accepted email carries the whole
 ``email_object`` and ``inQueues`` / ``outQueues``; a chat carries ``chat_notifications``,
 ``inQueues`` and ``sessionId`` once accepted (the transcript so far on Accept, then only what is
-new).  We add ``sequence`` (per agent, increasing) to every message, and ``referenceId`` to the
-one that answers a REST operation; clients ignore keys they do not know.
+new).  We add ``sequence`` (per agent, increasing) to every message, ``referenceId`` to the
+one that answers a REST operation, and ``notificationType: "Error"`` with ``errorMessage`` to one
+reporting a failure (GWS's Error notification); clients ignore keys they do not know.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ __all__ = [
     "transcript",
 ]
 
-EXTRA_KEYS = frozenset({"sequence", "referenceId", "parentInteractionId"})
+EXTRA_KEYS = frozenset(
+    {"sequence", "referenceId", "parentInteractionId", "notificationType", "errorMessage"}
+)
 
 _SHOWN_STATES = {"Invited": State.INVITED, "Accepted": State.ACCEPTED, "Composing": State.COMPOSING}
 
@@ -38,6 +41,7 @@ def interaction_message(
     sequence: int | None = None,
     reference_id: int | None = None,
     chat_from: int | None = None,
+    error: str | None = None,
 ) -> dict[str, Any]:
     """The ``data`` of a ``/v2/me/interactions`` message telling an agent ``shown``."""
     state = _SHOWN_STATES.get(shown)
@@ -67,6 +71,9 @@ def interaction_message(
         data["parentInteractionId"] = ix.parent_id
     if reference_id is not None:
         data["referenceId"] = reference_id
+    if error is not None:
+        data["notificationType"] = "Error"
+        data["errorMessage"] = error
     if sequence is not None:
         data["sequence"] = sequence
     return data
