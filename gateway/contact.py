@@ -21,6 +21,7 @@ from aiohttp import web
 
 from gateway.agents.sessions import Sessions
 from gateway.agents.users import Directory, users_path
+from gateway.api import mail as mail_api
 from gateway.api import me, partners
 from gateway.api.context import API, ApiContext
 from gateway.config import Config
@@ -28,6 +29,7 @@ from gateway.hub import Hub
 from gateway.interactions.center import Center, QueueInfo
 from gateway.interactions.service import InteractionService
 from gateway.interactions.store import SqliteStore
+from gateway.mail import runtime as mail_runtime
 
 __all__ = ["install", "new_interaction_id"]
 
@@ -78,7 +80,9 @@ def install(app: web.Application, config: Config, hub: Hub, sessions: Sessions) 
     app[API] = ctx
     me.add_routes(app)
     partners.add_routes(app)
+    mail_api.add_routes(app)
     app.cleanup_ctx.append(_lifecycle)
+    mail_runtime.install(app, config, service)  # after: it shares the store _lifecycle opens
     return ctx
 
 

@@ -29,7 +29,7 @@ from gateway.api.context import API, ApiContext
 from gateway.interactions.model import GwsError, Status
 from gateway.interactions.wire import channel_list, resource
 
-__all__ = ["add_routes"]
+__all__ = ["add_routes", "agent_session"]
 
 log = structlog.get_logger("gateway.api.me")
 
@@ -60,7 +60,7 @@ def _basic(request: web.Request) -> tuple[str, str] | None:
     return username, password
 
 
-def _session(request: web.Request, *, csrf: bool) -> tuple[ApiContext, ApiSession]:
+def agent_session(request: web.Request, *, csrf: bool) -> tuple[ApiContext, ApiSession]:
     ctx = request.app[API]
     session = ctx.sessions.get(request.cookies.get(ctx.cookie_name), ctx.clock_ms())
     if session is None:
@@ -129,7 +129,7 @@ async def get_me(request: web.Request) -> web.StreamResponse:
 
 
 async def post_me(request: web.Request) -> web.StreamResponse:
-    ctx, session = _session(request, csrf=True)
+    ctx, session = agent_session(request, csrf=True)
     body = await read_object(request)
     operation = text_param(body, "operationName")
     center, now = ctx.service.center, ctx.clock_ms()
@@ -148,13 +148,13 @@ async def post_me(request: web.Request) -> web.StreamResponse:
 
 
 async def get_channels(request: web.Request) -> web.StreamResponse:
-    ctx, session = _session(request, csrf=False)
+    ctx, session = agent_session(request, csrf=False)
     view = ctx.service.center.agent_view(session.username)
     return ok({"channels": channel_list(view)})
 
 
 async def post_channel(request: web.Request) -> web.StreamResponse:
-    ctx, session = _session(request, csrf=True)
+    ctx, session = agent_session(request, csrf=True)
     body = await read_object(request)
     operation = text_param(body, "operationName")
     if operation not in ("Ready", "NotReady"):
@@ -177,7 +177,7 @@ def _interactions(ctx: ApiContext, username: str) -> list[dict[str, Any]]:
 
 
 async def get_interactions(request: web.Request) -> web.StreamResponse:
-    ctx, session = _session(request, csrf=False)
+    ctx, session = agent_session(request, csrf=False)
     if request.query.get("fields"):
         return ok({"interactions": _interactions(ctx, session.username)})
     ids = [ix.id for ix in ctx.service.center.interactions_of(session.username)]
@@ -185,7 +185,7 @@ async def get_interactions(request: web.Request) -> web.StreamResponse:
 
 
 async def get_interaction(request: web.Request) -> web.StreamResponse:
-    ctx, session = _session(request, csrf=False)
+    ctx, session = agent_session(request, csrf=False)
     ix = ctx.service.center.active.get(request.match_info["id"])
     if ix is None or ix.agent != session.username:
         raise GwsError(Status.NOT_FOUND, "no such interaction for this agent")
@@ -193,7 +193,7 @@ async def get_interaction(request: web.Request) -> web.StreamResponse:
 
 
 async def post_interaction(request: web.Request) -> web.StreamResponse:
-    ctx, session = _session(request, csrf=True)
+    ctx, session = agent_session(request, csrf=True)
     body = await read_object(request)
     operation = text_param(body, "operationName")
     assert operation is not None

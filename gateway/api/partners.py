@@ -26,7 +26,7 @@ from gateway.interactions.machine import Kind
 from gateway.interactions.model import EmailContent, GwsError, Interaction, Status
 from gateway.interactions.wire import resource, transcript
 
-__all__ = ["add_routes"]
+__all__ = ["add_routes", "partner_of"]
 
 log = structlog.get_logger("gateway.api.partners")
 
@@ -37,7 +37,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v2/interactions/{id}", gws(operate))
 
 
-def _partner(request: web.Request) -> tuple[ApiContext, Partner]:
+def partner_of(request: web.Request) -> tuple[ApiContext, Partner]:
     ctx = request.app[API]
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     partner = ctx.directory.partner_for_token(token.strip()) if scheme.lower() == "bearer" else None
@@ -109,7 +109,7 @@ def _user_data(body: dict[str, Any], email: EmailContent | None) -> dict[str, An
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    ctx, partner = _partner(request)
+    ctx, partner = partner_of(request)
     body = await read_object(request)
     channel = text_param(body, "channel")
     if channel not in ("email", "chat"):
@@ -149,7 +149,7 @@ def _partner_view(ctx: ApiContext, ix: Interaction) -> dict[str, Any]:
 
 
 async def get_one(request: web.Request) -> web.StreamResponse:
-    ctx, _ = _partner(request)
+    ctx, _ = partner_of(request)
     ix = await ctx.service.get(request.match_info["id"])
     if ix is None:
         raise GwsError(Status.NOT_FOUND, "no such interaction")
@@ -157,7 +157,7 @@ async def get_one(request: web.Request) -> web.StreamResponse:
 
 
 async def operate(request: web.Request) -> web.StreamResponse:
-    ctx, partner = _partner(request)
+    ctx, partner = partner_of(request)
     body = await read_object(request)
     operation = text_param(body, "operationName")
     interaction_id = request.match_info["id"]

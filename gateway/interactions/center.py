@@ -84,7 +84,7 @@ class Center:
     ) -> None:
         self.queues = {q.name: q for q in queues}
         self.invite_timeout_ms = invite_timeout_ms
-        self._new_id = new_id
+        self.new_id = new_id
         self._agents: dict[str, _Agent] = {}
         self._members: dict[str, set[str]] = {q: set() for q in self.queues}
         self.active: dict[str, Interaction] = {}  # every non-terminal interaction
@@ -215,7 +215,7 @@ class Center:
         if info.channel != channel:
             raise GwsError(Status.INVALID_INPUT, f"queue {queue!r} takes {info.channel}")
         ix = Interaction(
-            id=interaction_id or self._new_id(),
+            id=interaction_id or self.new_id(),
             kind=kind,
             state=State.QUEUED,
             queue=queue,
@@ -227,7 +227,7 @@ class Center:
             parent_id=parent_id,
         )
         if kind is Kind.CHAT:
-            customer_id = self._new_id()
+            customer_id = self.new_id()
             ix = msgspec.structs.replace(
                 ix,
                 customer_id=customer_id,
@@ -604,7 +604,7 @@ class Center:
         text = params.get("bodyAsPlainText", params.get("text", ""))
         info = self.queues.get(parent.queue)
         draft = Interaction(
-            id=self._new_id(),
+            id=self.new_id(),
             kind=Kind.DRAFT,
             state=State.COMPOSING,
             queue=(info.out_queues[0] if info and info.out_queues else parent.queue),
