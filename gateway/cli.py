@@ -60,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
         "--demo",
         action="store_true",
         help="add a demo agent and a fresh partner token to the users file and print them "
-        "(agents.demo)",
+        "(agents.demo), and run embedded demo IMAP and SMTP servers whose support mailbox "
+        "feeds the email queue (mail.demo); see 'gateway demo --help'",
     )
     show = commands.add_parser(
         "config",
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     _common(show)
     _users_parser(commands)
     _partners_parser(commands)
+    _demo_parser(commands)
     return parser
 
 
@@ -163,6 +165,61 @@ def _partners_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     remove.add_argument("name")
 
 
+_DEMO_NOTE = (
+    "For the demo mail servers of 'gateway serve --demo': an email from the customer "
+    "(customer@demo.example) reaches the support mailbox (support@demo.example), the gateway "
+    "offers it to the demo agent, and the agent's reply lands in the customer's INBOX."
+)
+
+
+_HOST = "where the demo servers listen (default: %(default)s)"
+
+
+def _demo_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="play the customer of the demo mail servers",
+        description="Play the customer.  " + _DEMO_NOTE,
+    )
+    demo.set_defaults(print_help=demo.print_help)
+    actions = demo.add_subparsers(dest="action", metavar="ACTION")
+    send = actions.add_parser(
+        "send-mail",
+        help="send an email from the customer to the support mailbox",
+        description="Send an email from the customer to support@demo.example through the demo "
+        "SMTP server.  " + _DEMO_NOTE,
+    )
+    _common(send)
+    send.add_argument(
+        "--subject", default="Where is my order?", help="the Subject (default: %(default)s)"
+    )
+    send.add_argument(
+        "--text", default="Order 1234 has not arrived yet. Can you help?", help="the text body"
+    )
+    send.add_argument(
+        "--from",
+        dest="from_name",
+        default="Customer",
+        metavar="NAME",
+        help="the customer's name in From (the address is customer@demo.example)",
+    )
+    send.add_argument(
+        "--smtp-port", type=int, metavar="P", help="demo SMTP port (default: mail.demo_smtp_port)"
+    )
+    send.add_argument("--host", dest="demo_host", default="127.0.0.1", metavar="H", help=_HOST)
+    inbox = actions.add_parser(
+        "inbox",
+        help="list the customer's INBOX, where the agent's replies arrive",
+        description="List the customer's INBOX (customer@demo.example): sender, subject, date "
+        "and the first lines of each message, oldest first.  " + _DEMO_NOTE,
+    )
+    _common(inbox)
+    inbox.add_argument(
+        "--imap-port", type=int, metavar="P", help="demo IMAP port (default: mail.demo_imap_port)"
+    )
+    inbox.add_argument("--host", dest="demo_host", default="127.0.0.1", metavar="H", help=_HOST)
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
@@ -170,9 +227,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    overrides: dict[str, dict[str, Any]] = {"server": {}, "log": {}, "agents": {}}
+    overrides: dict[str, dict[str, Any]] = {"server": {}, "log": {}, "agents": {}, "mail": {}}
     if getattr(args, "demo", False):
         overrides["agents"]["demo"] = True
+        overrides["mail"]["demo"] = True
     if getattr(args, "host", None):
         overrides["server"]["host"] = args.host
     if getattr(args, "port", None) is not None:
@@ -191,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_CONFIG
-    if args.command in ("users", "partners") and args.action is None:
+    if args.command in ("users", "partners", "demo") and args.action is None:
         args.print_help()
         return EXIT_CONFIG
     try:
@@ -208,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (UsersFileError, _InputError) as exc:
             print(f"gateway: {exc}", file=sys.stderr)
             return EXIT_CONFIG
+    if args.command == "demo":
+        return _demo(args, config)
     return serve(config)
 
 
@@ -324,6 +384,38 @@ def _read_password(username: str, *, from_stdin: bool) -> str:
     if not password:
         raise _InputError("no password given")
     return password
+
+
+def _demo(args: argparse.Namespace, config: Config) -> int:
+    from gateway.mail import demo  # pymap, aiosmtpd: only for these commands
+
+    host = args.demo_host
+    try:
+        if args.action == "send-mail":
+            port = config.mail.demo_smtp_port if args.smtp_port is None else args.smtp_port
+            sent = asyncio.run(
+                demo.send_customer_mail(
+                    host=host, port=port, subject=args.subject, text=args.text, name=args.from_name
+                )
+            )
+            print(
+                f"sent {sent.subject!r} {sent.message_id} from {sent.sender} to {sent.recipient} "
+                f"via {host}:{port}; the demo agent, once Ready for email, is Invited to it "
+                "(/v2/me/interactions), and 'gateway demo inbox' shows the reply once Sent"
+            )
+            return 0
+        port = config.mail.demo_imap_port if args.imap_port is None else args.imap_port
+        messages = asyncio.run(demo.read_inbox(host=host, port=port))
+    except demo.DemoUnreachable as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return EXIT_ABSENT
+    print(f"{len(messages)} message(s) in {demo.CUSTOMER_ADDRESS}'s INBOX ({host}:{port})")
+    for number, message in enumerate(messages, 1):
+        print(f"{number}. From: {message.sender}\n   Subject: {message.subject}")
+        print(f"   Date: {message.date}")
+        for line in message.preview:
+            print(f"   | {line}")
+    return 0
 
 
 def serve(config: Config) -> int:

@@ -18,7 +18,7 @@ from yarl import URL
 
 from gateway.agents.demo import Demo, prepare_demo
 from gateway.app import CONFIG, HUB, OPTIONS, create_app
-from gateway.config import Config
+from gateway.config import Config, MailConfig
 from gateway.gcpolicy import GcPolicy
 from gateway.logs import configure_logging
 from gateway.transports.fasthttp import FastPath
@@ -94,9 +94,12 @@ async def run(config: Config) -> int:
     app = create_app(config)
     try:
         running = await start(app, config.server.host, config.server.port)
-    except OSError as exc:
+    except OSError as exc:  # ours, or one with its own message (the demo mail servers' ports)
+        where = f"{config.server.host}:{config.server.port}"
         print(
-            f"gateway: cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}",
+            f"gateway: cannot listen on {where}: {exc.strerror}"
+            if exc.strerror
+            else f"gateway: {exc}",
             file=sys.stderr,
         )
         return 2
@@ -111,6 +114,8 @@ async def run(config: Config) -> int:
     )
     if demo is not None:
         _print_demo(demo, base)
+    if config.mail.demo:
+        _print_demo_mail(app)
     gc_policy = GcPolicy(config.server.gc_freeze_interval_s, config.server.gc_full_interval_s)
     gc_task = asyncio.create_task(gc_policy.run())
     stop = asyncio.Event()
@@ -131,6 +136,28 @@ def _print_demo(demo: Demo, base: str) -> None:
         f"{demo.agent} / {password}  (log in: curl -u {demo.agent}:{password} {base}/api/v2/me)\n"
         f"demo partner: Authorization: Bearer {demo.partner_token}\n"
         "             (create an email: see README, 'Try it')",
+        flush=True,
+    )
+
+
+def _print_demo_mail(app: web.Application) -> None:
+    from gateway.mail.demo import CUSTOMER_ADDRESS, SUPPORT_ADDRESS, DemoMail  # imports pymap
+    from gateway.mail.runtime import MAIL
+
+    runtime = app.get(MAIL)
+    mail = runtime.demo if runtime is not None else None
+    if not isinstance(mail, DemoMail):
+        return
+    defaults = MailConfig()
+    smtp = f" --smtp-port {mail.smtp_port}" if mail.smtp_port != defaults.demo_smtp_port else ""
+    imap = f" --imap-port {mail.imap_port}" if mail.imap_port != defaults.demo_imap_port else ""
+    print(
+        f"demo mail:    {SUPPORT_ADDRESS} feeds the email queue "
+        f"(IMAP 127.0.0.1:{mail.imap_port}, login support / support)\n"
+        f"              SMTP 127.0.0.1:{mail.smtp_port} takes mail for it and for "
+        f"{CUSTOMER_ADDRESS} (IMAP login customer / customer)\n"
+        f"              a customer writes:  gateway demo send-mail{smtp} [--subject S --text T]\n"
+        f"              replies arrive:     gateway demo inbox{imap}",
         flush=True,
     )
 

@@ -118,7 +118,8 @@ async def starttls(client: aioimaplib.IMAP4, ctx: ssl.SSLContext, host: str) -> 
     if not client.has_capability("STARTTLS"):
         raise ImapFailure("the server offers no STARTTLS")
     protocol = client.protocol
-    _ok(await asyncio.wait_for(protocol.simple_command("STARTTLS"), client.timeout), "STARTTLS")
+    command = aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)
+    _ok(await asyncio.wait_for(protocol.execute(command), client.timeout), "STARTTLS")
     loop = asyncio.get_running_loop()
     protocol.transport = await loop.start_tls(
         protocol.transport, protocol, ctx, server_hostname=host
@@ -259,6 +260,17 @@ class Listener:
     async def _take_new(
         self, client: aioimaplib.IMAP4, state: Folder, *, everything: bool
     ) -> Folder:
+        """Take what is new, and search again until nothing is: mail that arrives while a
+        batch is filed is announced in the SELECT that follows, which IDLE does not repeat."""
+        while True:
+            state, taken = await self._take_batch(client, state, everything=everything)
+            if not taken:
+                return state
+            everything = False
+
+    async def _take_batch(
+        self, client: aioimaplib.IMAP4, state: Folder, *, everything: bool
+    ) -> tuple[Folder, int]:
         criteria = ("ALL",) if everything else ("UID", f"{state.last_uid + 1}:*")
         uids = await self._search(client, *criteria)
         if not everything:
@@ -280,7 +292,7 @@ class Listener:
         if taken:
             await self._settle(client)
             await self._select(client, self.source.input_folder)
-        return state
+        return state, taken
 
     async def _search(self, client: aioimaplib.IMAP4, *criteria: str) -> list[int]:
         response = _ok(await client.uid_search(*criteria, charset=None), "UID SEARCH")
