@@ -3,68 +3,15 @@ work stays with its agent."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from gateway_process import Process
 
 from contact.desktop import Desktop, Partner, write_users
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Process:
-    """``gateway serve`` in a child process on a loopback port, with its own data dir."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "GATEWAY_STORE__DATA_DIR": str(self.data_dir),
-            "GATEWAY_LOG__FORMAT": "json",
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--port", str(self.port)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert "gateway ready" in line, line
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        self._close_pipe()
-
-    def _close_pipe(self) -> None:
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=15)
-        self._close_pipe()
 
 
 @pytest.fixture
