@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py            # full run, under ~20 minutes
     .venv/bin/python bench/run.py --quick    # smoke version, a few minutes
     .venv/bin/python bench/run.py --servers gateway --only invites   # contact center, ~1 min
+    .venv/bin/python bench/run.py --only mail     # mail latency (Dovecot, pymap), ~1.5 min
 
 Each scenario gets a fresh server pinned to core 0 (``taskset -c 0``); the load generator
 (bench/loadgen.py) runs pinned to core 1.  Traffic goes to 127.0.0.1 only.  The table is
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import invites as invites_gen
+import mail as mail_bench
 from metrics import machine_busy_seconds, sample
 from report import Results, render
 from servers import (
@@ -68,6 +70,7 @@ class Plan:
     invite_rates: tuple[int, ...] = (50, 100, 200, 400, 800)  # interactions created/s
     invite_seconds: float = 5.0
     invite_drain: float = 5.0  # no Invited this long after the step's last creation = lost
+    mail_messages: int = 50  # per IMAP server (bench/mail.py)
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
@@ -88,6 +91,7 @@ class Plan:
             invite_agents=200,
             invite_rates=(50, 100, 200),
             invite_seconds=2.0,
+            mail_messages=10,
         )
 
     def rates(self, workload: str) -> list[float]:
@@ -347,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--servers", default="faye,gateway", help="comma-separated subset")
     p.add_argument(
         "--only",
-        default="ramp,big,idle,invites",
-        help="comma-separated subset of: ramp, big, idle, invites",
+        default="ramp,big,idle,invites,mail",
+        help="comma-separated subset of: ramp, big, idle, invites, mail",
     )
     p.add_argument(
         "--gateway-env",
@@ -374,10 +378,11 @@ def main(argv: list[str] | None = None) -> int:
             "results need an otherwise idle machine"
         )
         print(f"WARNING: {notes[-1]}", flush=True)
-    if "faye" in wanted:
+    bayeux_sections = only & {"ramp", "big", "idle", "invites"}  # mail starts its own servers
+    if "faye" in wanted and bayeux_sections:
         ensure_faye_installed()
         specs.append(faye_spec())
-    if "gateway" in wanted:
+    if "gateway" in wanted and bayeux_sections:
         ok, why = gateway_available()
         if ok:
             specs.append(gateway_spec(dict(kv.split("=", 1) for kv in args.gateway_env)))
@@ -417,6 +422,14 @@ def main(argv: list[str] | None = None) -> int:
     # Faye has no contact center: this scenario runs against the gateway only.
     for spec in [s for s in specs if s.name == "gateway"] if "invites" in only else []:
         results.invites[spec.name] = invites(spec, plan)
+    # In this process: a gateway per IMAP server (Dovecot, then the embedded pymap), see mail.py.
+    if "mail" in only:
+        print(
+            "mail: Dovecot pinned to core 0; gateway, agent and clients here on core 1", flush=True
+        )
+        results.mail = mail_bench.run(
+            plan.quick, messages=plan.mail_messages, imap_core=SERVER_CORE
+        )
     results.elapsed = time.monotonic() - t0
     text = render(results)
     print()
