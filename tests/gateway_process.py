@@ -28,6 +28,11 @@ class Process:
         self.port = free_port()
         self.proc: subprocess.Popen[str] | None = None
 
+    def log(self) -> str:
+        """What the process logged (JSON lines), for a failing test's report."""
+        path = self.data_dir / "gateway.log"
+        return path.read_text() if path.exists() else ""
+
     def start(self, **env_extra: str) -> None:
         env = {
             **os.environ,
@@ -36,14 +41,15 @@ class Process:
             **env_extra,
         }
         config = ["--config", str(self.config)] if self.config else []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--port", str(self.port), *config],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
+        with (self.data_dir / "gateway.log").open("a") as log:  # the child keeps its copy
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "serve", "--port", str(self.port), *config],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         assert "gateway ready" in line, line

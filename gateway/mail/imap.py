@@ -160,6 +160,7 @@ class Listener:
         self.last_error = ""
         self._lost = False
         self._closing = False
+        self._stopping = False
         self._session: asyncio.Task[None] | None = None
         self._claimed: dict[tuple[int, int], str] = {}  # (validity, processing uid) -> key
         self._log = log.bind(source=source.name)
@@ -174,9 +175,7 @@ class Listener:
             try:
                 await asyncio.wait({self._session})
             except asyncio.CancelledError:
-                self._session.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await self._session
+                await self._end_session()
                 raise
             self.ready.clear()
             if self._session.cancelled():
@@ -189,6 +188,18 @@ class Listener:
             self._log.warning("imap_disconnected", error=self.last_error, retry_in_s=pause)
             await asyncio.sleep(pause)
             delay = min(delay * 2, self.config.reconnect_max_s)
+
+    async def _end_session(self) -> None:
+        """Stop the session, bounded: asyncio.wait_for in Python 3.11 can swallow a cancel
+        that races with its inner future, so the session also checks ``_stopping``."""
+        self._stopping = True
+        session = self._session
+        if session is None:
+            return
+        session.cancel()
+        await asyncio.wait({session}, timeout=self.config.timeout_s + 3)
+        if not session.done():
+            self._log.error("imap_session_did_not_stop")
 
     def _connection_lost(self, exc: Exception | None) -> None:
         if self._closing:
@@ -216,7 +227,7 @@ class Listener:
             state = await self._take_new(client, state, everything=True)
             self._session_was_useful = True
             self.ready.set()
-            while True:
+            while not self._stopping:
                 await self._wait_for_mail(client)
                 state = await self._take_new(client, state, everything=False)
         finally:

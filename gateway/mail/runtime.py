@@ -144,9 +144,10 @@ def _start(runtime: MailRuntime, service: InteractionService, sqlite: SqliteStor
 async def _stop(runtime: MailRuntime) -> None:
     for task in runtime.tasks:
         task.cancel()
-    for task in runtime.tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    if runtime.tasks:
+        _, pending = await asyncio.wait(runtime.tasks, timeout=runtime.config.timeout_s + 5)
+        for task in pending:
+            log.error("mail_task_did_not_stop", task=task.get_name())
     runtime.tasks.clear()
     if runtime.service.outbox is runtime.outbox:
         runtime.service.outbox = None

@@ -202,6 +202,7 @@ async def gateway_process(tmp_path: Path) -> AsyncIterator[Process]:
     process = Process(tmp_path, config=tmp_path / "gateway.toml")
     yield process
     process.stop()
+    print(process.log())  # shown when the test fails
 
 
 def write_config(path: Path, mailbox: Mailbox, sink: SmtpSink | None = None) -> None:
