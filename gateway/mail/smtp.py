@@ -246,16 +246,21 @@ class Outbox:
             with contextlib.suppress(Exception):
                 client.close()
 
-    async def _sent(self, outgoing: Outgoing, refused: str) -> None:
+    def _finish(self, outgoing: Outgoing, status: str, error: str) -> int:
+        """Record the last attempt of a message that is now sent or failed; the time."""
         now = self.service.clock_ms()
         self.store.update_outgoing(
             outgoing.id,
-            status=SENT,
+            status=status,
             attempts=outgoing.attempts + 1,
             next_ms=outgoing.next_ms,
-            last_error=refused,
+            last_error=error,
             done_ms=now,
         )
+        return now
+
+    async def _sent(self, outgoing: Outgoing, refused: str) -> None:
+        now = self._finish(outgoing, SENT, refused)
         if outgoing.kind == "reply":
             await self.service.apply(self.service.center.sent(outgoing.interaction_id, now))
         source = self.sources.get(outgoing.source)
@@ -281,15 +286,7 @@ class Outbox:
         bound.warning("mail_deferred", error=error, retry_in_s=round(pause, 1))
 
     async def _failed(self, outgoing: Outgoing, error: str) -> None:
-        now = self.service.clock_ms()
-        self.store.update_outgoing(
-            outgoing.id,
-            status=FAILED,
-            attempts=outgoing.attempts + 1,
-            next_ms=outgoing.next_ms,
-            last_error=error,
-            done_ms=now,
-        )
+        now = self._finish(outgoing, FAILED, error)
         if outgoing.kind == "reply":
             center = self.service.center
             await self.service.apply(center.send_failed(outgoing.interaction_id, error, now))

@@ -8,6 +8,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from mailservers import Mailbox, SmtpSink
 
@@ -96,3 +97,35 @@ async def wait_until(predicate: Any, within: float = 10, what: str = "condition"
         if loop.time() > deadline:
             raise AssertionError(f"{what}: not within {within} s")
         await asyncio.sleep(0.02)
+
+
+def state(name: str, interaction_id: str | None = None) -> Any:
+    """Matches a /v2/me/interactions message in state ``name`` (of that interaction)."""
+    return lambda m: m.get("state") == name and interaction_id in (None, m.get("id"))
+
+
+async def agent_and_mail(
+    make_center: Any,
+    mailbox: Mailbox,
+    sink: SmtpSink | None = None,
+    *,
+    sources: list[dict[str, Any]] | None = None,
+    transport: str = "long-polling",
+) -> tuple[Any, Any]:
+    """A gateway watching ``mailbox`` (sending through ``sink``), its listener caught up,
+    and agent1 logged in and Ready on email: ``(center, desktop)``."""
+    center = await make_center(names=("agent1",), mail=mail_section(mailbox, sink, sources=sources))
+    await wait_ready(center.gateway.app)
+    desk = await center.desktop("agent1", "email", transport=transport)
+    return center, desk
+
+
+async def mail_status(base: str, token: str) -> dict[str, Any]:
+    """``GET /api/v2/mail`` with a partner token."""
+    async with aiohttp.ClientSession() as http:
+        response = await http.get(
+            f"{base}/api/v2/mail", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status == 200, await response.text()
+        body = await response.json()
+    return body["mail"]  # type: ignore[no-any-return]

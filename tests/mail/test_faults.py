@@ -9,7 +9,6 @@ import json
 from collections.abc import AsyncIterator
 from email import message_from_bytes, policy
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -19,11 +18,17 @@ from gateway_process import Process
 from mailservers import Dovecot, ImapProbe, Mailbox, SmtpSink
 
 from gateway.failpoints import EXIT_STATUS
-from mail.gateway import customer_mail, mail_section, runtime, source, wait_ready, wait_until
-
-
-def state(name: str, interaction_id: str | None = None) -> Any:
-    return lambda m: m.get("state") == name and interaction_id in (None, m.get("id"))
+from mail.gateway import (
+    agent_and_mail,
+    customer_mail,
+    mail_section,
+    mail_status,
+    runtime,
+    source,
+    state,
+    wait_ready,
+    wait_until,
+)
 
 
 async def test_imap_server_restarting_during_idle(
@@ -142,10 +147,8 @@ async def test_smtp_server_down_then_back(
     imap: ImapProbe,
     smtp_sink: SmtpSink,
 ) -> None:
-    center = await make_center(names=("agent1",), mail=mail_section(mailbox, smtp_sink))
+    center, desk = await agent_and_mail(make_center, mailbox, smtp_sink)
     mail = runtime(center.gateway.app)
-    await wait_ready(center.gateway.app)
-    desk = await center.desktop("agent1", "email")
     await smtp_sink.stop()
     draft = await accept_reply_send(desk, imap, "Sent while the server was down")
     await wait_until(lambda: mail.store is not None and mail.store.outgoing(draft).attempts >= 2)
@@ -166,10 +169,8 @@ async def test_temporary_refusal_is_retried_permanent_one_goes_back_to_the_agent
     imap: ImapProbe,
     smtp_sink: SmtpSink,
 ) -> None:
-    center = await make_center(names=("agent1",), mail=mail_section(mailbox, smtp_sink))
+    center, desk = await agent_and_mail(make_center, mailbox, smtp_sink)
     mail = runtime(center.gateway.app)
-    await wait_ready(center.gateway.app)
-    desk = await center.desktop("agent1", "email")
 
     smtp_sink.fail_with(451, "4.3.0 try again later", times=2)
     await accept_reply_send(desk, imap, "Third time lucky")
@@ -218,14 +219,6 @@ def write_config(path: Path, mailbox: Mailbox, sink: SmtpSink | None = None) -> 
     path.write_text("\n".join(lines) + "\n")
 
 
-async def mail_status(process: Process, token: str) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as http:
-        response = await http.get(
-            f"{process.base}/api/v2/mail", headers={"Authorization": f"Bearer {token}"}
-        )
-        return (await response.json())["mail"]  # type: ignore[no-any-return]
-
-
 async def test_killed_between_claim_and_interaction(
     gateway_process: Process, mailbox: Mailbox, imap: ImapProbe
 ) -> None:
@@ -243,7 +236,7 @@ async def test_killed_between_claim_and_interaction(
     gateway_process.start()
     await imap.wait_count("Done", 1)
     assert await imap.count("Processing") == 0
-    assert (await mail_status(gateway_process, token))["received"] == {"offered": 1}
+    assert (await mail_status(gateway_process.base, token))["received"] == {"offered": 1}
 
 
 async def test_killed_after_the_interaction_before_filing(
@@ -260,7 +253,7 @@ async def test_killed_after_the_interaction_before_filing(
 
     gateway_process.start()
     await imap.wait_count("Done", 1)
-    status = await mail_status(gateway_process, token)
+    status = await mail_status(gateway_process.base, token)
     assert status["received"] == {"offered": 1}
     assert status["duplicates"] == 1  # recognised by its Message-ID, only filed
 
@@ -296,8 +289,8 @@ async def test_killed_between_send_and_smtp_acceptance(
     reply = message_from_bytes(sent.content, policy=policy.default)
     assert reply.get_content().strip() == "Survives the crash"
     for _ in range(50):
-        if (await mail_status(gateway_process, token))["outbox"] == {"sent": 1}:
+        if (await mail_status(gateway_process.base, token))["outbox"] == {"sent": 1}:
             break
         await asyncio.sleep(0.1)
-    assert (await mail_status(gateway_process, token))["outbox"] == {"sent": 1}
+    assert (await mail_status(gateway_process.base, token))["outbox"] == {"sent": 1}
     assert len(smtp_sink.messages) == 1

@@ -15,7 +15,16 @@ from wire_shape import assert_same_shape
 
 from gateway.interactions.wire import EXTRA_KEYS
 from gateway.mail.store import OFFERED
-from mail.gateway import customer_mail, mail_section, runtime, source, wait_ready, wait_until
+from mail.gateway import (
+    agent_and_mail,
+    customer_mail,
+    mail_section,
+    runtime,
+    source,
+    state,
+    wait_ready,
+    wait_until,
+)
 
 Msg = dict[str, Any]
 SEED = Path(__file__).resolve().parents[2] / "fixtures" / "seed"
@@ -26,10 +35,6 @@ def assert_seed_shape(name: str, data: Msg) -> None:
     expected = json.loads((SEED / f"{name}.json").read_text())[0]["data"]
     expected["userData"] = data["userData"]
     assert_same_shape(expected, data, extra_keys=EXTRA_KEYS)
-
-
-def state(name: str, interaction_id: str | None = None) -> Any:
-    return lambda m: m.get("state") == name and interaction_id in (None, m.get("id"))
 
 
 @pytest.mark.parametrize("transport", ["long-polling", "websocket"])
@@ -111,9 +116,7 @@ async def test_a_customer_answering_our_reply_joins_the_thread(
     imap: ImapProbe,
     smtp_sink: SmtpSink,
 ) -> None:
-    center = await make_center(names=("agent1",), mail=mail_section(mailbox, smtp_sink))
-    await wait_ready(center.gateway.app)
-    desk = await center.desktop("agent1", "email")
+    _, desk = await agent_and_mail(make_center, mailbox, smtp_sink)
     raw, _ = customer_mail("Broken kettle")
     await imap.append(raw)
     first = (await desk.next_message(state("Invited"), within=5))["id"]

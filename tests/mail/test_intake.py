@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import aiohttp
 import pytest
-from contact.conftest import Center, MakeCenter, make_center  # noqa: F401 (fixture)
+from contact.conftest import MakeCenter, make_center  # noqa: F401 (fixture)
 from mailservers import ImapProbe, Mailbox
 
-from mail.gateway import customer_mail, mail_section, runtime, source, wait_ready, wait_until
-
-
-def state(name: str) -> Any:
-    return lambda m: m.get("state") == name
-
-
-async def mail_status(center: Center) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as http:
-        response = await http.get(
-            f"{center.base}/api/v2/mail", headers={"Authorization": f"Bearer {center.token}"}
-        )
-        assert response.status == 200
-        body = await response.json()
-    return body["mail"]  # type: ignore[no-any-return]
+from mail.gateway import (
+    agent_and_mail,
+    customer_mail,
+    mail_section,
+    mail_status,
+    runtime,
+    source,
+    state,
+    wait_ready,
+    wait_until,
+)
 
 
 async def test_auto_replies_bounces_and_lists_are_kept_not_offered(
@@ -32,9 +27,7 @@ async def test_auto_replies_bounces_and_lists_are_kept_not_offered(
     mailbox: Mailbox,
     imap: ImapProbe,
 ) -> None:
-    center = await make_center(names=("agent1",), mail=mail_section(mailbox))
-    await wait_ready(center.gateway.app)
-    desk = await center.desktop("agent1", "email")
+    center, desk = await agent_and_mail(make_center, mailbox)
     for headers in (
         {"Auto-Submitted": "auto-replied"},
         {"Precedence": "bulk"},
@@ -50,7 +43,7 @@ async def test_auto_replies_bounces_and_lists_are_kept_not_offered(
     assert invited["userData"]["Subject"] == "A real question"
     assert await desk.quiet(0.5) == []
     await imap.wait_count("Done", 6)
-    status = await mail_status(center)
+    status = await mail_status(center.base, center.token)
     assert status["received"] == {"auto": 5, "offered": 1}
     assert status["sources"] == [
         {"name": "support", "connected": True, "connects": 1, "lastError": ""}
@@ -62,16 +55,14 @@ async def test_a_message_that_cannot_be_parsed_is_quarantined_not_dropped(
     mailbox: Mailbox,
     imap: ImapProbe,
 ) -> None:
-    center = await make_center(names=("agent1",), mail=mail_section(mailbox))
-    await wait_ready(center.gateway.app)
-    desk = await center.desktop("agent1", "email")
+    center, desk = await agent_and_mail(make_center, mailbox)
     garbage = b"this is not an email at all\r\nno headers, no sender\r\n"
     await imap.append(garbage)
     await imap.wait_count("Quarantine", 1)
     assert await imap.messages("Quarantine") == [garbage]
     assert await imap.count("INBOX") == 0 and await imap.count("Processing") == 0
     assert await desk.quiet(0.3) == []
-    assert (await mail_status(center))["received"] == {"quarantined": 1}
+    assert (await mail_status(center.base, center.token))["received"] == {"quarantined": 1}
     store = runtime(center.gateway.app).store
     assert store is not None
     [kept] = [m for m in store.db.execute("SELECT outcome, reason, raw FROM mail_in")]
@@ -83,9 +74,7 @@ async def test_attachments_travel_as_names_and_sizes_and_are_fetched_over_rest(
     mailbox: Mailbox,
     imap: ImapProbe,
 ) -> None:
-    center = await make_center(names=("agent1",), mail=mail_section(mailbox))
-    await wait_ready(center.gateway.app)
-    desk = await center.desktop("agent1", "email")
+    center, desk = await agent_and_mail(make_center, mailbox)
     pdf = b"%PDF-1.4\n" + bytes(range(256)) * 40
     raw, _ = customer_mail("Invoice", attachment=("facture n°12.pdf", pdf))
     await imap.append(raw)
@@ -126,7 +115,7 @@ async def test_mail_that_arrived_while_the_gateway_was_down_is_taken_once_at_sta
     center = await make_center(names=("agent1",), mail=mail_section(mailbox))
     await wait_ready(center.gateway.app)
     await imap.wait_count("Done", 5)
-    status = await mail_status(center)
+    status = await mail_status(center.base, center.token)
     assert status["received"] == {"offered": 4}
     assert status["duplicates"] == 1
 
@@ -194,4 +183,4 @@ async def test_engage_style_batching_waits_for_enough_mail(
     raw, _ = customer_mail("Batch 2")
     await imap.append(raw)
     await imap.wait_count("Done", 3)
-    assert (await mail_status(center))["received"] == {"offered": 3}
+    assert (await mail_status(center.base, center.token))["received"] == {"offered": 3}
