@@ -195,3 +195,39 @@ async def test_acknowledgement_sent_folder_copy_and_xoauth2_sender(
     await desk.operate(ix, "Complete")
     await desk.next_message(state("Invited"), within=5)
     assert len(sink.messages) == 2
+
+
+@pytest.mark.parametrize("tls", ["starttls", "tls"])
+async def test_replies_over_starttls_or_tls_with_auth(
+    make_center: MakeCenter,  # noqa: F811
+    mailbox: Mailbox,
+    imap: ImapProbe,
+    make_smtp_sink: Any,
+    tls_cert: Any,
+    tls: str,
+) -> None:
+    sink = await make_smtp_sink(
+        username="mailer",
+        password="s3cret",
+        require_auth=True,
+        tls_cert=tls_cert.cert_path,
+        tls_key=tls_cert.key_path,
+        implicit_tls=tls == "tls",
+    )
+    section = mail_section(mailbox, sink)
+    section["senders"][0].update(
+        tls=tls, username="mailer", password="s3cret", ca_file=str(tls_cert.cert_path)
+    )
+    center = await make_center(names=("agent1",), mail=section)
+    await wait_ready(center.gateway.app)
+    desk = await center.desktop("agent1", "email")
+    raw, _ = customer_mail("Secure please")
+    await imap.append(raw)
+    ix = (await desk.next_message(state("Invited"), within=5))["id"]
+    await desk.operate(ix, "Accept")
+    await desk.operate(ix, "Reply")
+    draft = (await desk.next_message(state("Composing")))["id"]
+    await desk.operate(draft, "Send", bodyAsPlainText="Sent securely.")
+    [sent] = await sink.wait_for(1)
+    assert sent.tls is True
+    assert sent.auth_mechanism in ("PLAIN", "LOGIN") and sent.auth_login == "mailer"
