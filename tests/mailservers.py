@@ -205,8 +205,9 @@ class Dovecot:
     the test's event loop keeps running meanwhile (and sees its connections drop).
     """
 
-    def __init__(self, *, binary: str = "dovecot") -> None:
+    def __init__(self, *, binary: str = "dovecot", extra_config: str = "") -> None:
         self._binary = binary
+        self._extra_config = extra_config  # appended to dovecot.conf (e.g. imap_capability)
         self._dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._cert: SelfSignedCert | None = None
@@ -389,7 +390,7 @@ class Dovecot:
                 key=self._cert.key_path, ssl_dh=f"ssl_dh = <{dh}" if dh.exists() else "",
                 user=account.pw_name, group=grp.getgrgid(account.pw_gid).gr_name,
                 imap_port=self._imap_port, imaps_port=self._imaps_port,
-            )
+            ) + self._extra_config + "\n"
         )  # fmt: skip
 
     def _wait_ports_free(self, timeout: float = 10.0) -> None:
