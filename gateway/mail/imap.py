@@ -161,6 +161,7 @@ class Listener:
         self._lost = False
         self._closing = False
         self._stopping = False
+        self._session_was_useful = False  # this session got as far as waiting for mail
         self._session: asyncio.Task[None] | None = None
         self._claimed: dict[tuple[int, int], str] = {}  # (validity, processing uid) -> key
         self._log = log.bind(source=source.name)
@@ -201,22 +202,23 @@ class Listener:
         if not session.done():
             self._log.error("imap_session_did_not_stop")
 
-    def _connection_lost(self, exc: Exception | None) -> None:
-        if self._closing:
+    def _connection_lost(self, session: asyncio.Task[None] | None) -> None:
+        """The server went away: end that session (a late callback of an old one is ignored)."""
+        if self._closing or session is None or session is not self._session:
             return
         self._lost = True
-        session = self._session
-        if session is not None and not session.done():
+        if not session.done():
             session.cancel()
 
     async def _run_session(self) -> None:
         self._session_was_useful = False
+        session = self._session
         client = await connect(
             self.source,
             timeout_s=self.config.timeout_s,
             tokens=self.tokens,
             password=self.password,
-            on_lost=self._connection_lost,
+            on_lost=lambda exc: self._connection_lost(session),
         )
         self.connects += 1
         self._log.info("imap_connected", idle=client.has_capability("IDLE"))
@@ -237,8 +239,6 @@ class Listener:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(client.logout(), 2)
             _close_transport(client)
-
-    _session_was_useful = False
 
     # -- folders ------------------------------------------------------------------------------
 
