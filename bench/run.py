@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import invites as invites_gen
-import mail as mail_bench
+import mailbench as mail_bench
 from metrics import machine_busy_seconds, sample
 from report import Results, render
 from servers import (
@@ -70,7 +70,7 @@ class Plan:
     invite_rates: tuple[int, ...] = (50, 100, 200, 400, 800)  # interactions created/s
     invite_seconds: float = 5.0
     invite_drain: float = 5.0  # no Invited this long after the step's last creation = lost
-    mail_messages: int = 50  # per IMAP server (bench/mail.py)
+    mail_messages: int = 50  # per IMAP server (mailbench.py)
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     # Faye has no contact center: this scenario runs against the gateway only.
     for spec in [s for s in specs if s.name == "gateway"] if "invites" in only else []:
         results.invites[spec.name] = invites(spec, plan)
-    # In this process: a gateway per IMAP server (Dovecot, then the embedded pymap), see mail.py.
+    # In this process: a gateway per IMAP server (Dovecot, then pymap), see mailbench.py.
     if "mail" in only:
         print(
             "mail: Dovecot pinned to core 0; gateway, agent and clients here on core 1", flush=True

@@ -2,8 +2,8 @@
 
 Run by bench/run.py (``--only mail``) or alone::
 
-    .venv/bin/python bench/mail.py            # 50 messages per IMAP server, under ~1.5 min
-    .venv/bin/python bench/mail.py --quick    # 10 messages per IMAP server
+    .venv/bin/python bench/mailbench.py            # 50 messages per IMAP server, under ~1.5 min
+    .venv/bin/python bench/mailbench.py --quick    # 10 messages per IMAP server
 
 For each IMAP server, a real Dovecot (tests/mailservers.py, its own temp dir, pinned to core 0)
 and the embedded pymap of ``gateway serve --demo`` (gateway/mail/demo.py, in this process), the
@@ -44,12 +44,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +57,14 @@ from report import render_mail
 
 TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
 if str(TESTS_DIR) not in sys.path:
-    # appended, not prepended: tests/mail (a package) must not shadow this module
     sys.path.append(str(TESTS_DIR))
 
 import aioimaplib  # noqa: E402
 from conformance.client import WebSocketClient, is_event  # noqa: E402
 from contact.desktop import Desktop, write_users  # noqa: E402
+from mail.gateway import customer_mail  # noqa: E402
+from mail.gateway import sender as mail_sender  # noqa: E402
+from mail.gateway import source as mail_source  # noqa: E402
 from mailservers import HOST, Dovecot, ImapProbe, ReceivedMessage, SmtpSink, find_exe  # noqa: E402
 
 from gateway.app import CONFIG, create_app  # noqa: E402
@@ -299,15 +298,14 @@ class LogEvents:
 # -- one IMAP server ------------------------------------------------------------------------------
 
 
-def customer_mail(n: int, to: str, what: str) -> bytes:
-    msg = EmailMessage()
-    msg["From"] = f"Customer {n} <customer{n}@customer.example>"
-    msg["To"] = to
-    msg["Subject"] = f"Order {n} has not arrived ({what})"
-    msg["Date"] = formatdate(usegmt=True)
-    msg["Message-ID"] = f"<{uuid.uuid4()}@customer.example>"
-    msg.set_content(f"Hello,\nmy order {n} has not arrived.\n")
-    return msg.as_bytes()
+def numbered_mail(n: int, to: str, what: str) -> bytes:
+    raw, _ = customer_mail(
+        f"Order {n} has not arrived ({what})",
+        f"Hello,\nmy order {n} has not arrived.",
+        sender=f"Customer {n} <customer{n}@customer.example>",
+        to=to,
+    )
+    return raw
 
 
 def dovecot_version() -> str:
@@ -353,16 +351,7 @@ async def start_imap(
         stack.push_async_callback(asyncio.to_thread, dovecot.close)
         pinned = await asyncio.to_thread(_start_pinned, dovecot, imap_core)
         gw, probe = dovecot.new_mailbox("gw"), dovecot.new_mailbox("probe")
-        source = {
-            "name": SOURCE,
-            "queue": "SimpleEmailInQueue",
-            "host": HOST,
-            "port": dovecot.imap_port,
-            "tls": "none",
-            "username": gw.user,
-            "password": gw.password,
-            "address": f"{gw.user}@example.test",
-        }
+        source = mail_source(gw, name=SOURCE)
         where = f"core {imap_core}" if pinned else "not pinned"
         return Mailboxes(
             label=f"{await asyncio.to_thread(dovecot_version)} ({where})",
@@ -392,7 +381,7 @@ async def start_gateway(data_dir: Path, source: dict[str, Any], sink: SmtpSink) 
         "store": {"data_dir": str(data_dir)},
         "mail": {
             "sources": [source],
-            "senders": [{"name": "out", "host": sink.host, "port": sink.port, "tls": "none"}],
+            "senders": [mail_sender(sink)],
             "reconnect_min_s": 0.05,
             "reconnect_max_s": 0.5,
             "timeout_s": 5.0,
@@ -447,14 +436,14 @@ async def one_round(rig: Rig, n: int, series: Series | None) -> None:
     #    agent's session gets the previous round's last events)
     watcher.forget()
     t0 = time.perf_counter()
-    await rig.probe_in.append(customer_mail(n, rig.address, "probe"))
+    await rig.probe_in.append(numbered_mail(n, rig.address, "probe"))
     notify = await watcher.next_exists() - t0
     await agent.settle(rig.quiet_s)
 
     # 2. mail to screen, on the gateway's mailbox
     mark = len(logs.events)
     t0 = time.perf_counter()
-    await rig.gw_in.append(customer_mail(n, rig.address, "gateway"))
+    await rig.gw_in.append(numbered_mail(n, rig.address, "gateway"))
     t_invited, invited = await agent.ws.next_event(lambda d: d.get("state") == "Invited")
     ix = str(invited["id"])
     t_offered = logs.offered_at(ix, mark)
