@@ -35,12 +35,12 @@ import aioimaplib
 import structlog
 
 from gateway import failpoints
-from gateway.config import MailConfig, MailSource
+from gateway.config import MailConfig, MailSender, MailSource
 from gateway.mail.intake import Intake, message_key
 from gateway.mail.oauth import TokenSource
 from gateway.mail.store import QUARANTINED, Folder, MailStore
 
-__all__ = ["ImapFailure", "Listener", "connect", "mailbox_name", "tls_context"]
+__all__ = ["ImapFailure", "Listener", "connect", "describe_error", "mailbox_name", "tls_context"]
 
 log = structlog.get_logger("gateway.mail.imap")
 
@@ -54,7 +54,7 @@ class ImapFailure(Exception):
     """The server refused something we need, or went away; the listener reconnects."""
 
 
-def tls_context(server: MailSource | Any) -> ssl.SSLContext:
+def tls_context(server: MailSource | MailSender) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=server.ca_file or None)
     if not server.verify_tls:
         ctx.check_hostname = False
@@ -182,7 +182,7 @@ class Listener:
             if self._session.cancelled():
                 self.last_error = "connection lost"
             elif (exc := self._session.exception()) is not None:
-                self.last_error = _describe(exc)
+                self.last_error = describe_error(exc)
             if self._session_was_useful:
                 delay = self.config.reconnect_min_s
             pause = delay * (0.5 + self.rng() / 2)
@@ -431,7 +431,7 @@ def _copyuid(response: Any) -> tuple[int, int] | None:
     return None
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     """An error for the log: its type and message, never credentials."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

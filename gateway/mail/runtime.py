@@ -45,10 +45,6 @@ class MailRuntime:
     def status(self) -> dict[str, object]:
         """What ``GET /api/v2/mail`` shows operators."""
         assert self.store is not None and self.intake is not None
-        outbox = self.store.outbox()
-        by_status: dict[str, int] = {}
-        for o in outbox:
-            by_status[o.status] = by_status.get(o.status, 0) + 1
         return {
             "sources": [
                 {
@@ -61,11 +57,10 @@ class MailRuntime:
             ],
             "received": self.store.counts(),
             "duplicates": self.intake.counts["duplicate"],
-            "outbox": by_status,
+            "outbox": self.store.outbox_counts(),
             "failed": [
-                {"id": o.id, "interactionId": o.interaction_id, "error": o.last_error}
-                for o in outbox
-                if o.status == "failed"
+                {"id": id_, "interactionId": interaction_id, "error": error}
+                for id_, interaction_id, error in self.store.failures()
             ],
         }
 

@@ -31,7 +31,7 @@ from gateway.interactions.model import EmailContent
 from gateway.interactions.service import InteractionService
 from gateway.interactions.store import Write
 from gateway.mail import compose
-from gateway.mail.imap import connect, mailbox_name, tls_context
+from gateway.mail.imap import connect, describe_error, mailbox_name, tls_context
 from gateway.mail.oauth import TokenSource
 from gateway.mail.store import FAILED, QUEUED, SENT, Inbound, MailStore, Outgoing, OutgoingWrite
 
@@ -189,7 +189,7 @@ class Outbox:
             return
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             self._drop(outgoing.sender)
-            await self._retry(outgoing, _describe(exc), bound)
+            await self._retry(outgoing, describe_error(exc), bound)
             return
         await self._sent(outgoing, refused)
         bound.info("mail_sent", kind=outgoing.kind, attempts=outgoing.attempts + 1)
@@ -311,14 +311,9 @@ class Outbox:
             log.warning(
                 "mail_sent_copy_failed",
                 interaction_id=outgoing.interaction_id,
-                error=_describe(exc),
+                error=describe_error(exc),
             )
 
 
 def _refusals(recipients: list[aiosmtplib.SMTPRecipientRefused]) -> str:
     return "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in recipients)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

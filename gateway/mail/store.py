@@ -277,14 +277,19 @@ class MailStore:
         ).fetchone()
         return None if row is None else row[0]
 
-    def outbox(self, status: str | None = None) -> list[Outgoing]:
-        if status is None:
-            rows = self.db.execute("SELECT * FROM mail_out ORDER BY created_ms, id")
-        else:
-            rows = self.db.execute(
-                "SELECT * FROM mail_out WHERE status = ? ORDER BY created_ms, id", (status,)
-            )
-        return [_outgoing(row) for row in rows]
+    def outbox_counts(self) -> dict[str, int]:
+        """How many outbox messages are in each status (``queued``, ``sent``, ``failed``)."""
+        rows = self.db.execute("SELECT status, COUNT(*) FROM mail_out GROUP BY status")
+        return {status: n for status, n in rows}
+
+    def failures(self) -> list[tuple[str, str, str]]:
+        """(id, interaction id, error) of every message the SMTP server refused for good."""
+        rows = self.db.execute(
+            "SELECT id, interaction_id, last_error FROM mail_out WHERE status = ? "
+            "ORDER BY created_ms, id",
+            (FAILED,),
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
 
     def update_outgoing(
         self,

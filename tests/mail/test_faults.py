@@ -206,6 +206,18 @@ async def gateway_process(tmp_path: Path) -> AsyncIterator[Process]:
     print(process.log())  # shown when the test fails
 
 
+def start_armed(
+    process: Process, mailbox: Mailbox, failpoint: str, sink: SmtpSink | None = None
+) -> str:
+    """Agent1, a config watching ``mailbox`` (sending through ``sink``), and the gateway
+    started to die at ``failpoint``; the partner token."""
+    _, token = write_users(process.data_dir, ["agent1"])
+    assert process.config is not None
+    write_config(process.config, mailbox, sink)
+    process.start(GATEWAY_FAILPOINT=failpoint)
+    return token
+
+
 def write_config(path: Path, mailbox: Mailbox, sink: SmtpSink | None = None) -> None:
     section = mail_section(mailbox, sink)
     lines = ["[mail]"]
@@ -222,10 +234,7 @@ def write_config(path: Path, mailbox: Mailbox, sink: SmtpSink | None = None) -> 
 async def test_killed_between_claim_and_interaction(
     gateway_process: Process, mailbox: Mailbox, imap: ImapProbe
 ) -> None:
-    _, token = write_users(gateway_process.data_dir, ["agent1"])
-    assert gateway_process.config is not None
-    write_config(gateway_process.config, mailbox)
-    gateway_process.start(GATEWAY_FAILPOINT="mail.after_claim")
+    token = start_armed(gateway_process, mailbox, "mail.after_claim")
     raw, _ = customer_mail("Claimed, then the lights went out")
     await imap.append(raw)
     status = await asyncio.to_thread(gateway_process.wait_exit)
@@ -242,10 +251,7 @@ async def test_killed_between_claim_and_interaction(
 async def test_killed_after_the_interaction_before_filing(
     gateway_process: Process, mailbox: Mailbox, imap: ImapProbe
 ) -> None:
-    _, token = write_users(gateway_process.data_dir, ["agent1"])
-    assert gateway_process.config is not None
-    write_config(gateway_process.config, mailbox)
-    gateway_process.start(GATEWAY_FAILPOINT="mail.after_take")
+    token = start_armed(gateway_process, mailbox, "mail.after_take")
     raw, _ = customer_mail("Taken, not yet filed")
     await imap.append(raw)
     assert await asyncio.to_thread(gateway_process.wait_exit) == EXIT_STATUS
@@ -261,10 +267,7 @@ async def test_killed_after_the_interaction_before_filing(
 async def test_killed_between_send_and_smtp_acceptance(
     gateway_process: Process, mailbox: Mailbox, imap: ImapProbe, smtp_sink: SmtpSink
 ) -> None:
-    _, token = write_users(gateway_process.data_dir, ["agent1"])
-    assert gateway_process.config is not None
-    write_config(gateway_process.config, mailbox, smtp_sink)
-    gateway_process.start(GATEWAY_FAILPOINT="mail.before_smtp")
+    token = start_armed(gateway_process, mailbox, "mail.before_smtp", smtp_sink)
     desk = Desktop(gateway_process.base, "agent1")
     try:
         status, _ = await desk.login()

@@ -21,6 +21,7 @@ from typing import Any
 import aioimaplib
 import aiosmtplib
 import pytest
+from mailservers import free_port
 from structlog.testing import capture_logs
 
 from gateway.config import MailConfig
@@ -72,12 +73,6 @@ async def inbox(demo: DemoMail, user: str) -> list[email.message.Message]:
 def refused(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_source_and_sender_point_the_gateway_at_the_demo_servers(demo: DemoMail) -> None:
