@@ -18,7 +18,6 @@ Optionally the customer gets an acknowledgement, queued in the outbox in the sam
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from collections.abc import Callable
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -68,13 +67,13 @@ class Intake:
         self.store = store
         self.new_id = new_id
         self.ack = ack
-        self.counts: Counter[str] = Counter()
+        self.duplicates = 0  # messages recognised as taken before (outcomes are in the store)
 
     async def take(self, source: MailSource, raw: bytes) -> Inbound:
         key = message_key(raw)
         known = self.store.inbound(source.name, key)
         if known is not None:
-            self.counts["duplicate"] += 1
+            self.duplicates += 1
             log.info("mail_duplicate", source=source.name, interaction_id=known.interaction_id)
             return known
         now = self.service.clock_ms()
@@ -109,7 +108,6 @@ class Intake:
             raw=raw,
         )
         await self.service.store.save((), {}, [InboundWrite(inbound)])
-        self.counts[outcome] += 1
         event = "mail_quarantined" if outcome == QUARANTINED else "mail_not_offered"
         log.warning(event, source=source.name, reason=reason, size=len(raw))
         return inbound
@@ -171,7 +169,6 @@ class Intake:
         await self.service.apply(effects, writes)
         if len(writes) > 1 and self.service.outbox is not None:
             self.service.outbox.wake()
-        self.counts[OFFERED] += 1
         log.info(
             "mail_offered",
             source=source.name,

@@ -56,7 +56,7 @@ class MailRuntime:
                 for name, listener in self.listeners.items()
             ],
             "received": self.store.counts(),
-            "duplicates": self.intake.counts["duplicate"],
+            "duplicates": self.intake.duplicates,
             "outbox": self.store.outbox_counts(),
             "failed": [
                 {"id": id_, "interactionId": interaction_id, "error": error}
