@@ -292,7 +292,8 @@ async def node_client(node_executable: str) -> AsyncIterator[NodeClientFactory]:
         for channel in channels:
             argv += ["--channel", channel]
         if token is not None:
-            argv += ["--token", token]
+            # one argument: a token starting with "-" would otherwise read as an option
+            argv.append(f"--token={token}")
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=NODE_DIR,
