@@ -69,6 +69,36 @@ def mailbox_name(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
+    """aioimaplib's protocol, noting every untagged EXISTS: aioimaplib drops one that arrives
+    during an asynchronous command (UID SEARCH, FETCH, ...), and the server never repeats it,
+    so mail announced then would wait for the next IDLE renewal."""
+
+    exists_seen = False
+
+    def _untagged_response(self, line: bytes) -> Any:
+        if _EXISTS.match(line.removeprefix(b"* ")):
+            self.exists_seen = True
+        return super()._untagged_response(line)
+
+
+class _Client(aioimaplib.IMAP4):  # type: ignore[misc]
+    def create_client(
+        self,
+        host: str,
+        port: int,
+        loop: asyncio.AbstractEventLoop | None,
+        conn_lost_cb: Callable[[Exception | None], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """As aioimaplib's, with :class:`_Protocol`."""
+        loop = loop or asyncio.get_running_loop()
+        self.protocol = _Protocol(loop, conn_lost_cb)
+        self._client_task = loop.create_task(
+            loop.create_connection(lambda: self.protocol, host, port, ssl=ssl_context)
+        )
+
+
 def _ok(response: Any, what: str) -> Any:
     if response.result != "OK":
         text = b" ".join(line for line in response.lines if isinstance(line, bytes))[:200]
@@ -86,7 +116,7 @@ async def connect(
 ) -> aioimaplib.IMAP4:
     """A logged-in connection (IMAPS, STARTTLS or plain, password or XOAUTH2)."""
     ctx = tls_context(source) if source.tls != "none" else None
-    client = aioimaplib.IMAP4(
+    client = _Client(
         source.host,
         source.port,
         timeout=timeout_s,
@@ -271,11 +301,12 @@ class Listener:
     async def _take_new(
         self, client: aioimaplib.IMAP4, state: Folder, *, everything: bool
     ) -> Folder:
-        """Take what is new, and search again until nothing is: mail that arrives while a
-        batch is filed is announced in the SELECT that follows, which IDLE does not repeat."""
+        """Take what is new, and search again until nothing is and no EXISTS came meanwhile:
+        mail announced during a batch (or its SEARCH) is not announced again in IDLE."""
         while True:
+            client.protocol.exists_seen = False
             state, taken = await self._take_batch(client, state, everything=everything)
-            if not taken:
+            if not taken and not client.protocol.exists_seen:
                 return state
             everything = False
 
