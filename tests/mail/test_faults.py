@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from email import message_from_bytes, policy
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -65,7 +66,7 @@ class CuttingProxy:
         self.cuts = 0
         self.port = 0
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._writers: list[asyncio.StreamWriter] = []
 
     async def __aenter__(self) -> CuttingProxy:
@@ -76,9 +77,10 @@ class CuttingProxy:
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()
-        for task in self._tasks:
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for w in self._writers:
             w.close()
             with contextlib.suppress(ConnectionError):
@@ -86,8 +88,13 @@ class CuttingProxy:
         await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._tasks.add(handler)  # cancelled at exit even while it is still connecting
+        handler.add_done_callback(self._tasks.discard)
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self._writers += [writer, up_writer]
+        self._writers.append(up_writer)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, client: bool) -> None:
             with contextlib.suppress(ConnectionError):
