@@ -4,12 +4,11 @@ tests that kill it (``kill -9``, or a ``GATEWAY_FAILPOINT``) and start it again.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
-
-from mailservers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,7 +19,7 @@ class Process:
     def __init__(self, data_dir: Path, config: Path | None = None) -> None:
         self.data_dir = data_dir
         self.config = config
-        self.port = free_port()
+        self.port = 0  # the first start binds a free port itself; restarts reuse it
         self.proc: subprocess.Popen[str] | None = None
 
     def log(self) -> str:
@@ -47,7 +46,10 @@ class Process:
             )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
-        assert "gateway ready" in line, line
+        assert "gateway ready" in line, line + self.log()
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert found is not None, line
+        self.port = int(found.group(1))
 
     @property
     def base(self) -> str:
