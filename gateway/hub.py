@@ -78,6 +78,9 @@ def _wall_ms() -> int:
     return int(time.time() * 1000)
 
 
+_NO_MESSAGE = Message()  # what a malformed batch entry's reply is built against
+
+
 class _Waiter:
     """A responder for callers that await the answer of a held long-poll."""
 
@@ -229,38 +232,52 @@ class Hub:
         replies: list[bytes] = []
         connects: list[tuple[Connect, Message]] = []
         piggyback: SessionRecord | None = None
+        core, engine = self.core, self.engine
+        last: SessionRecord | None = None  # the session of the previous publish or (un)subscribe
         for item in batch:
-            request: Message | Malformed | None = item
-            if isinstance(item, Message):
-                request = self.core.incoming(item, now)
-                if request is None:
+            message = _NO_MESSAGE
+            session = None
+            if type(item) is Message:
+                kept = core.incoming(item, now)
+                if kept is None:
                     self._out(
-                        replies,
-                        self.core.error_reply(item, errors.MESSAGE_DELETED.error()),
-                        item,
-                        now,
+                        replies, core.error_reply(item, errors.MESSAGE_DELETED.error()), item, now
                     )
                     continue
-            assert request is not None
-            session = None
-            if isinstance(request, Message) and isinstance(request.client_id, str):
-                session = await self.engine.get_session(request.client_id)
-            action = self.core.handle(request, session, ctx, now)
-            message = request if isinstance(request, Message) else Message()
-            if isinstance(action, Connect):
+                request: Message | Malformed = kept
+                message = kept
+                client_id = message.client_id
+                if type(client_id) is str:
+                    # A batch of publishes names one session: look it up once.
+                    if last is not None and last.client_id == client_id:
+                        session = last
+                    else:
+                        session = await engine.get_session(client_id)
+            else:
+                request = item
+            action = core.handle(request, session, ctx, now)
+            last = None
+            if type(action) is Publish:
+                if action.service:
+                    for reply in await self._publish_service(action, message):
+                        self._out(replies, reply, message, now)
+                else:
+                    self._out(replies, await self._publish(action, message), message, now)
+                piggyback = last = action.session
+            elif type(action) is Connect:
                 connects.append((action, message))
-                continue
-            if isinstance(action, Handshake):
+            elif type(action) is Respond:
+                reply = action.reply
+                self._out(
+                    head if reply.channel == "/meta/handshake" else replies, reply, message, now
+                )
+            elif type(action) is Handshake:
                 self._out(head, await self._handshake(action, message, peer), message, now)
-                continue
-            if isinstance(action, Respond):
-                target = head if action.reply.channel == "/meta/handshake" else replies
-                self._out(target, action.reply, message, now)
-                continue
-            for reply in await self._execute(action, message):
-                self._out(replies, reply, message, now)
-            if not isinstance(action, Disconnect):
-                piggyback = action.session
+            else:
+                assert isinstance(action, Subscribe | Unsubscribe | Disconnect)
+                self._out(replies, await self._execute(action, message), message, now)
+                if type(action) is not Disconnect:
+                    piggyback = last = action.session
         if piggyback is not None:  # activity: once per request, not once per message
             await self.engine.touch(
                 piggyback.client_id, self.settings.expiry_after_activity(self._clock_ms())
@@ -326,38 +343,43 @@ class Hub:
         return reply
 
     async def _execute(
-        self, action: Subscribe | Unsubscribe | Disconnect | Publish, message: Message
-    ) -> list[Reply]:
+        self, action: Subscribe | Unsubscribe | Disconnect, message: Message
+    ) -> Reply:
         session = action.session
         client_id = session.client_id
         if isinstance(action, Subscribe):
             for channel in action.channels:
                 if not await self.policy.can_subscribe(session, channel, message):
-                    return [
-                        self.core.error_reply(
-                            message, errors.SUBSCRIBE_DENIED.error(errors.DENIED_BY_POLICY)
-                        )
-                    ]
+                    return self.core.error_reply(
+                        message, errors.SUBSCRIBE_DENIED.error(errors.DENIED_BY_POLICY)
+                    )
             if not await self.engine.subscribe(client_id, action.channels):
-                return [self.core.error_reply(message, errors.SESSION_UNKNOWN.error())]
-            return [action.reply]
+                return self.core.error_reply(message, errors.SESSION_UNKNOWN.error())
+            return action.reply
         if isinstance(action, Unsubscribe):
             if not await self.engine.unsubscribe(client_id, action.channels):
-                return [self.core.error_reply(message, errors.SESSION_UNKNOWN.error())]
-            return [action.reply]
-        if isinstance(action, Disconnect):
-            await self._end_session(client_id, "disconnect")
-            return [action.reply]
-        if not await self.policy.can_publish(session, action.channel, message):
+                return self.core.error_reply(message, errors.SESSION_UNKNOWN.error())
+            return action.reply
+        await self._end_session(client_id, "disconnect")
+        return action.reply
+
+    async def _publish(self, action: Publish, message: Message) -> Reply:
+        if not await self.policy.can_publish(action.session, action.channel, message):
+            return self.core.error_reply(
+                message, errors.PUBLISH_DENIED.error(errors.DENIED_BY_POLICY)
+            )
+        self.stats["published"] += 1
+        await self.engine.publish(
+            action.channel, encode(Event(channel=action.channel, data=action.data))
+        )
+        return action.reply
+
+    async def _publish_service(self, action: Publish, message: Message) -> list[Reply]:
+        if not await self.policy.can_publish(action.session, action.channel, message):
             return [
                 self.core.error_reply(message, errors.PUBLISH_DENIED.error(errors.DENIED_BY_POLICY))
             ]
-        if action.service:
-            return [action.reply, *await self._call_service(action, message)]
-        self.stats["published"] += 1
-        frame = encode(Event(channel=action.channel, data=action.data))
-        await self.engine.publish(action.channel, frame)
-        return [action.reply]
+        return [action.reply, *await self._call_service(action, message)]
 
     async def _call_service(self, action: Publish, message: Message) -> list[Reply]:
         handler = self._services.get(action.channel)

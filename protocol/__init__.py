@@ -16,7 +16,15 @@ from protocol.actions import (
     Subscribe,
     Unsubscribe,
 )
-from protocol.channels import ChannelKind, channel_kind, expand, is_wildcard, matches, normalize
+from protocol.channels import (
+    ChannelKind,
+    channel_kind,
+    classify,
+    expand,
+    is_wildcard,
+    matches,
+    normalize,
+)
 from protocol.core import BayeuxCore
 from protocol.errors import BayeuxError, ClientError, ErrorSpec, ServerError
 from protocol.extensions import AckExtension, Extension, Pipeline, TimesyncExtension
@@ -68,6 +76,7 @@ __all__ = [
     "TimesyncExtension",
     "Unsubscribe",
     "channel_kind",
+    "classify",
     "decode_batch",
     "encode",
     "encode_frame",

@@ -7,7 +7,7 @@ using the same error table (:mod:`protocol.errors`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from protocol.messages import Raw, Reply
 from protocol.session import SessionRecord
@@ -25,8 +25,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RequestContext:
+class RequestContext(msgspec.Struct, frozen=True, kw_only=True):
     """Where a message came from."""
 
     transport: str  # "long-polling" | "callback-polling" | "websocket"
@@ -38,23 +37,20 @@ class RequestContext:
         return self.transport != "websocket"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Respond:
+class Respond(msgspec.Struct, frozen=True, kw_only=True):
     """Answer with ``reply``; nothing else to do (errors, and no-op successes)."""
 
     reply: Reply
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Handshake:
+class Handshake(msgspec.Struct, frozen=True, kw_only=True):
     """Create ``session`` (after the security policy agrees), then answer ``reply``."""
 
     reply: Reply
     session: SessionRecord
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Connect:
+class Connect(msgspec.Struct, frozen=True, kw_only=True):
     """Hold the connect up to ``hold_ms`` (0: answer at once) and answer ``reply``."""
 
     reply: Reply
@@ -63,8 +59,7 @@ class Connect:
     ack: int | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Subscribe:
+class Subscribe(msgspec.Struct, frozen=True, kw_only=True):
     """Record ``channels`` for the session (``/service/**`` ones are already left out)."""
 
     reply: Reply
@@ -72,21 +67,18 @@ class Subscribe:
     channels: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Unsubscribe:
+class Unsubscribe(msgspec.Struct, frozen=True, kw_only=True):
     reply: Reply
     session: SessionRecord
     channels: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Disconnect:
+class Disconnect(msgspec.Struct, frozen=True, kw_only=True):
     reply: Reply
     session: SessionRecord
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Publish:
+class Publish(msgspec.Struct, frozen=True, kw_only=True):
     """Deliver ``data`` on ``channel``: to subscribers, or to service handlers if ``service``."""
 
     reply: Reply

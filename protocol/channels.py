@@ -25,6 +25,7 @@ from functools import lru_cache
 __all__ = [
     "ChannelKind",
     "channel_kind",
+    "classify",
     "expand",
     "is_wildcard",
     "matches",
@@ -79,6 +80,16 @@ def channel_kind(name: str) -> ChannelKind:
     if name.startswith(SERVICE_PREFIX) or name == "/service":
         return ChannelKind.SERVICE
     return ChannelKind.BROADCAST
+
+
+@lru_cache(maxsize=65536)
+def classify(name: str) -> tuple[str, ChannelKind, bool] | None:
+    """``(normalized name, kind, is wildcard)``, or ``None`` for an invalid name: one cached
+    lookup for what a publish needs to know about its channel."""
+    normal = _normalize(name)
+    if normal is None:
+        return None
+    return normal, channel_kind(normal), is_wildcard(normal)
 
 
 @lru_cache(maxsize=65536)

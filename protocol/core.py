@@ -33,7 +33,7 @@ from protocol.actions import (
     Subscribe,
     Unsubscribe,
 )
-from protocol.channels import ChannelKind, channel_kind, is_wildcard, normalize
+from protocol.channels import ChannelKind, channel_kind, classify, normalize
 from protocol.extensions import Extension, Pipeline, wants_ack
 from protocol.messages import UNSET, Advice, Malformed, Message, MessageId, Reply
 from protocol.session import SessionRecord, Settings
@@ -106,9 +106,6 @@ class BayeuxCore:
         handler = self._handlers.get(channel)
         if handler is not None:
             return handler(message, session, ctx, now_ms)
-        name = normalize(channel)
-        if name is None:
-            return self._fail(channel, message.id, errors.CHANNEL_INVALID.error())
         return self.publish(message, session, ctx, now_ms)
 
     def error_reply(self, message: Message, error: errors.BayeuxError) -> Reply:
@@ -300,14 +297,15 @@ class BayeuxCore:
         """
         channel = message.channel
         assert isinstance(channel, str)
-        name = normalize(channel)
-        assert name is not None
-        kind = channel_kind(name)
+        info = classify(channel)
+        if info is None:
+            return self._fail(channel, message.id, errors.CHANNEL_INVALID.error())
+        name, kind, wildcard = info
         if kind is ChannelKind.META:
             return self._fail(
                 channel, message.id, errors.CHANNEL_CREATE_DENIED.error(errors.DENIED_BY_POLICY)
             )
-        if is_wildcard(name):
+        if wildcard:
             return self._fail(channel, message.id, errors.CHANNEL_INVALID.error())
         failure = self._check_session(message, session, ctx)
         if failure is not None:

@@ -1,7 +1,8 @@
 """The embedded engine: everything in this process's memory.
 
 Subscriptions are indexed by pattern, so a publication looks up only the handful of patterns
-that match its channel (:func:`protocol.expand`) instead of scanning every session.
+that match its channel (:func:`protocol.expand`) instead of scanning every session, and only the
+channel itself while no pattern is subscribed at all.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from gateway.engines.base import EngineListener, OverflowPolicy, QueueLimits
-from protocol import SessionRecord, expand
+from protocol import SessionRecord, expand, is_wildcard
 
 __all__ = ["MemoryEngine"]
 
@@ -32,6 +33,7 @@ class MemoryEngine:
         self.limits = limits or QueueLimits()
         self._sessions: dict[str, _Entry] = {}
         self._subscribers: dict[str, set[str]] = {}
+        self._wildcards = 0  # how many keys of _subscribers are patterns
         self._listener: EngineListener | None = None
 
     def attach(self, listener: EngineListener) -> None:
@@ -43,6 +45,7 @@ class MemoryEngine:
     async def close(self) -> None:
         self._sessions.clear()
         self._subscribers.clear()
+        self._wildcards = 0
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -69,11 +72,7 @@ class MemoryEngine:
         if entry is None:
             return None
         for channel in entry.channels:
-            members = self._subscribers.get(channel)
-            if members is not None:
-                members.discard(client_id)
-                if not members:
-                    del self._subscribers[channel]
+            self._drop_subscriber(channel, client_id)
         entry.queue = None
         return entry.record
 
@@ -85,7 +84,11 @@ class MemoryEngine:
             return False
         for channel in channels:
             entry.channels.add(channel)
-            self._subscribers.setdefault(channel, set()).add(client_id)
+            members = self._subscribers.get(channel)
+            if members is None:
+                members = self._subscribers[channel] = set()
+                self._wildcards += is_wildcard(channel)
+            members.add(client_id)
         return True
 
     async def unsubscribe(self, client_id: str, channels: Iterable[str]) -> bool:
@@ -94,12 +97,16 @@ class MemoryEngine:
             return False
         for channel in channels:
             entry.channels.discard(channel)
-            members = self._subscribers.get(channel)
-            if members is not None:
-                members.discard(client_id)
-                if not members:
-                    del self._subscribers[channel]
+            self._drop_subscriber(channel, client_id)
         return True
+
+    def _drop_subscriber(self, channel: str, client_id: str) -> None:
+        members = self._subscribers.get(channel)
+        if members is not None:
+            members.discard(client_id)
+            if not members:
+                del self._subscribers[channel]
+                self._wildcards -= is_wildcard(channel)
 
     async def subscriptions(self, client_id: str) -> set[str]:
         entry = self._sessions.get(client_id)
@@ -108,11 +115,18 @@ class MemoryEngine:
     # -- queues -----------------------------------------------------------------------------
 
     async def publish(self, channel: str, frame: bytes) -> int:
-        groups = [members for p in expand(channel) if (members := self._subscribers.get(p))]
-        if not groups:
-            return 0
-        # A session subscribed to several matching patterns gets the message once.
-        targets = list(groups[0]) if len(groups) == 1 else set().union(*groups)
+        targets: Iterable[str]
+        if not self._wildcards:  # the usual case: only the channel itself can match
+            members = self._subscribers.get(channel)
+            if not members:
+                return 0
+            targets = list(members)  # an overflow may unsubscribe while we deliver
+        else:
+            groups = [m for p in expand(channel) if (m := self._subscribers.get(p))]
+            if not groups:
+                return 0
+            # A session subscribed to several matching patterns gets the message once.
+            targets = list(groups[0]) if len(groups) == 1 else set().union(*groups)
         count = 0
         for client_id in targets:
             if self._enqueue(client_id, frame):

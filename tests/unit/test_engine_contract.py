@@ -78,6 +78,32 @@ async def test_publish_reaches_each_matching_subscriber_once(factory: EngineFact
     assert sorted(recorder.woken) == ["all", "deep", "exact", "wild"]
 
 
+async def test_patterns_match_only_while_subscribed(factory: EngineFactory) -> None:
+    """Publications find pattern subscribers as they come and go (the memory engine skips
+    pattern lookups while no pattern is subscribed)."""
+    engine, _ = await _engine(factory)
+    for cid in ("exact", "wild"):
+        await engine.create_session(record(cid), expires_ms=10_000)
+    await engine.subscribe("exact", ["/a/b"])
+
+    async def reached() -> list[str]:
+        await engine.publish("/a/b", b"F")
+        return [cid for cid in ("exact", "wild") if await engine.drain(cid)]
+
+    assert await reached() == ["exact"]
+    await engine.subscribe("wild", ["/a/*", "/**"])
+    assert await reached() == ["exact", "wild"]
+    await engine.unsubscribe("wild", ["/a/*"])
+    assert await reached() == ["exact", "wild"]  # still through /**
+    await engine.unsubscribe("wild", ["/**"])
+    assert await reached() == ["exact"]
+    await engine.subscribe("wild", ["/a/**"])
+    assert await reached() == ["exact", "wild"]
+    await engine.destroy_session("wild")
+    await engine.create_session(record("wild"), expires_ms=10_000)
+    assert await reached() == ["exact"]
+
+
 async def test_queue_keeps_order_and_drain_empties_it(factory: EngineFactory) -> None:
     engine, _ = await _engine(factory)
     await engine.create_session(record("c"), expires_ms=10_000)
