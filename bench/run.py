@@ -343,6 +343,13 @@ def invites(spec: ServerSpec, plan: Plan) -> dict[str, Any]:
     }
 
 
+def picked(selected: list[str], section: str, runs: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """The runs of ``section`` that ``--only`` names: ``ramp`` is all of them, ``ramp:agents``
+    those of one workload, ``ramp:agents:ws`` one."""
+    wanted = [item.split(":")[1:] for item in selected if item.split(":")[0] == section]
+    return [run for run in runs if any(list(run[: len(w)]) == w for w in wanted)]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -352,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--only",
         default="ramp,big,idle,invites,mail",
-        help="comma-separated subset of: ramp, big, idle, invites, mail",
+        help="comma-separated subset of: ramp, big, idle, invites, mail; a ramp or big run can "
+        "be narrowed with colons: ramp:agents:ws, ramp:broadcast, big:lp",
     )
     p.add_argument(
         "--gateway-env",
@@ -368,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     fd_limit = raise_nofile()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     wanted = args.servers.split(",")
-    only = set(args.only.split(","))
+    selected = args.only.split(",")
+    only = {item.split(":")[0] for item in selected}
     specs: list[ServerSpec] = []
     notes: list[str] = []
     busy = other_load()
@@ -410,11 +419,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{GEN_CORE} (taskset -c {GEN_CORE}); servers: {', '.join(results.servers)}",
         flush=True,
     )
-    for workload, transport in RAMPS if "ramp" in only else []:
+    for workload, transport in picked(selected, "ramp", RAMPS):
         for spec in specs:
             results.ramps[(workload, transport, spec.name)] = ramp(spec, plan, workload, transport)
     # The issue does not fix the transport of this target: both are run and reported.
-    for transport in BIG_TRANSPORTS if "big" in only else []:
+    for (transport,) in picked(selected, "big", [(t,) for t in BIG_TRANSPORTS]):
         for spec in specs:
             results.big[f"{transport}:{spec.name}"] = big_broadcast(spec, plan, transport)
     for spec in specs if "idle" in only else []:
