@@ -117,12 +117,12 @@ class Pipeline:
     def __init__(self, extensions: Sequence[Extension] = ()) -> None:
         self._incoming = list(extensions)
         self._outgoing = list(reversed(extensions))
+        # For messages without ``ext`` (nearly all of them): only these run.
+        self._incoming_plain = [e for e in self._incoming if not e.only_with_ext]
+        self._outgoing_plain = [e for e in self._outgoing if not e.only_with_ext]
 
     def incoming(self, message: Message, now_ms: int) -> Message | None:
-        has_ext = bool(message.ext)
-        for extension in self._incoming:
-            if extension.only_with_ext and not has_ext:
-                continue
+        for extension in self._incoming if message.ext else self._incoming_plain:
             result = extension.incoming(message, now_ms)
             if result is None:
                 return None
@@ -130,10 +130,7 @@ class Pipeline:
         return message
 
     def outgoing(self, reply: Reply, request: Message, now_ms: int) -> Reply | None:
-        has_ext = bool(request.ext)
-        for extension in self._outgoing:
-            if extension.only_with_ext and not has_ext:
-                continue
+        for extension in self._outgoing if request.ext else self._outgoing_plain:
             result = extension.outgoing(reply, request, now_ms)
             if result is None:
                 return None
