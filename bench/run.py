@@ -58,7 +58,7 @@ class Plan:
     warmup: float = 1.0
     factor: float = 2**0.5
     broadcast_rates: tuple[float, float] = (10, 640)  # first, last publish rate (msgs/s)
-    agents_rates: tuple[float, float] = (1000, 64000)
+    agents_rates: tuple[float, float] = (1000, 128000)
     big_clients: int = 10_000
     big_rate: float = 10
     big_seconds: float = 20.0

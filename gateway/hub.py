@@ -234,6 +234,7 @@ class Hub:
         piggyback: SessionRecord | None = None
         core, engine = self.core, self.engine
         last: SessionRecord | None = None  # the session of the previous publish or (un)subscribe
+        published = 0
         for item in batch:
             message = _NO_MESSAGE
             session = None
@@ -262,7 +263,9 @@ class Hub:
                     for reply in await self._publish_service(action, message):
                         self._out(replies, reply, message, now)
                 else:
-                    self._out(replies, await self._publish(action, message), message, now)
+                    reply = await self._publish(action, message)
+                    published += reply is action.reply
+                    self._out(replies, reply, message, now)
                 piggyback = last = action.session
             elif type(action) is Connect:
                 connects.append((action, message))
@@ -278,6 +281,8 @@ class Hub:
                 self._out(replies, await self._execute(action, message), message, now)
                 if type(action) is not Disconnect:
                     piggyback = last = action.session
+        if published:
+            self.stats["published"] += published
         if piggyback is not None:  # activity: once per request, not once per message
             await self.engine.touch(
                 piggyback.client_id, self.settings.expiry_after_activity(self._clock_ms())
@@ -368,7 +373,6 @@ class Hub:
             return self.core.error_reply(
                 message, errors.PUBLISH_DENIED.error(errors.DENIED_BY_POLICY)
             )
-        self.stats["published"] += 1
         await self.engine.publish(
             action.channel, encode(Event(channel=action.channel, data=action.data))
         )

@@ -82,14 +82,23 @@ def channel_kind(name: str) -> ChannelKind:
     return ChannelKind.BROADCAST
 
 
-@lru_cache(maxsize=65536)
+_CLASSIFIED: dict[str, tuple[str, ChannelKind, bool] | None] = {}
+_CLASSIFIED_MAX = 65536
+
+
 def classify(name: str) -> tuple[str, ChannelKind, bool] | None:
-    """``(normalized name, kind, is wildcard)``, or ``None`` for an invalid name: one cached
-    lookup for what a publish needs to know about its channel."""
+    """``(normalized name, kind, is wildcard)``, or ``None`` for an invalid name: one lookup for
+    what a publish needs to know about its channel (a plain dict: cheaper than an LRU on hits)."""
+    try:
+        return _CLASSIFIED[name]
+    except KeyError:
+        pass
     normal = _normalize(name)
-    if normal is None:
-        return None
-    return normal, channel_kind(normal), is_wildcard(normal)
+    info = None if normal is None else (normal, channel_kind(normal), is_wildcard(normal))
+    if len(_CLASSIFIED) >= _CLASSIFIED_MAX:
+        _CLASSIFIED.clear()  # bounded: a client inventing channel names cannot grow it
+    _CLASSIFIED[name] = info
+    return info
 
 
 @lru_cache(maxsize=65536)

@@ -46,6 +46,8 @@ SUBSCRIBE = "/meta/subscribe"
 UNSUBSCRIBE = "/meta/unsubscribe"
 DISCONNECT = "/meta/disconnect"
 
+_META, _SERVICE = ChannelKind.META, ChannelKind.SERVICE
+
 RECONNECT_NONE = Advice(reconnect="none")
 RECONNECT_HANDSHAKE = Advice(reconnect="handshake", interval=0)
 
@@ -301,7 +303,7 @@ class BayeuxCore:
         if info is None:
             return self._fail(channel, message.id, errors.CHANNEL_INVALID.error())
         name, kind, wildcard = info
-        if kind is ChannelKind.META:
+        if kind is _META:
             return self._fail(
                 channel, message.id, errors.CHANNEL_CREATE_DENIED.error(errors.DENIED_BY_POLICY)
             )
@@ -318,7 +320,7 @@ class BayeuxCore:
             session=session,
             channel=name,
             data=message.data,
-            service=kind is ChannelKind.SERVICE,
+            service=kind is _SERVICE,
         )
 
     # -- helpers ----------------------------------------------------------------------------
