@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Protocol
+
+import msgspec
 
 from protocol import Message, Reply
 
@@ -34,8 +35,7 @@ class End(enum.Enum):
     GONE = "gone"
 
 
-@dataclass(slots=True)
-class Outcome:
+class Outcome(msgspec.Struct):
     """The response to one request: HTTP status and encoded messages (a JSON array's items).
 
     ``held`` names the session whose connect is being held for this request: the answer will
@@ -43,7 +43,7 @@ class Outcome:
     """
 
     status: int = 200
-    parts: list[bytes] = field(default_factory=list)
+    parts: list[bytes] = msgspec.field(default_factory=list)
     held: str | None = None
 
 

@@ -9,15 +9,16 @@ can keep clients out of ``/v2/me/**``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+import msgspec
 
 from protocol import Advice, Message, SessionRecord
 
 __all__ = ["AllowAll", "Grant", "Peer", "SecurityPolicy"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Peer:
+class Peer(msgspec.Struct, frozen=True, kw_only=True):
     """What the transport knows about the requester (never logged as a whole).
 
     Look ``headers`` up by lower-case name (aiohttp's are case-insensitive, the fast path's
@@ -26,8 +27,8 @@ class Peer:
 
     transport: str
     remote: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    cookies: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = msgspec.field(default_factory=dict)
+    cookies: Mapping[str, str] = msgspec.field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,9 +17,9 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from urllib.parse import parse_qs
 
+import msgspec
 from aiohttp import web
 
 from gateway.held import Outcome, Responder
@@ -48,8 +48,7 @@ JSONP_HEADERS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(msgspec.Struct, frozen=True):
     """An HTTP answer to a Bayeux request: status, JSON body, and maybe a new browser cookie."""
 
     status: int
