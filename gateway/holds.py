@@ -5,7 +5,8 @@ holds it; the engine's wake-ups come here through the hub.  Long-polling holds a
 through their request's :class:`~gateway.held.Responder`, websocket ones through the socket,
 where events are also pushed while the connect stays held.  A session gets at most one
 response or frame of events per batching window; the window widens when the whole server
-sends more than its budget of flushes per second.
+sends more than its budget of flushes per second, and sessions then flush in slots spread over
+it rather than all at once.
 """
 
 from __future__ import annotations
@@ -120,9 +121,21 @@ class Holds:
         flush waits for the window to pass, so events gather into one response.
         """
         last = self._flushed.get(client_id)
-        if last is None or not self.batch_window_ms:
+        window = self.batch_window_ms
+        if last is None or not window:
             return 0
-        return max(0, last + self.batch_window_ms - self._clock_ms())
+        now = self._clock_ms()
+        due = last + window
+        if due <= now:
+            return 0
+        if window > self.base_window_ms:
+            # Under load (the window has widened) sessions flush in their own slot of the
+            # window, not all together: a broadcast reaches every session at once, and left in
+            # step they would all flush in the same instant, window after window, each burst
+            # queueing behind itself.  A session's slots are a window apart, so once on them
+            # its flushes still come one window apart.
+            due += (hash(client_id) - due) % window
+        return due - now
 
     async def connect(
         self,

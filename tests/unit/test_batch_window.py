@@ -48,3 +48,36 @@ def test_zero_budget_keeps_the_window_fixed() -> None:
     clock = Clock()
     h = hub(clock, batch_window_ms=250, max_flushes_per_s=0)
     assert second(h, clock, 1_000_000) == 250
+
+
+def delays(h: Hub, clock: Clock, sessions: list[str], after_ms: int) -> list[int]:
+    """Every session flushed at the same instant; their next flush delays ``after_ms`` later."""
+    for client_id in sessions:
+        h.holds._flushed[client_id] = clock.ms
+    clock.ms += after_ms
+    return [h.holds._flush_delay_ms(client_id) for client_id in sessions]
+
+
+def test_at_the_base_window_sessions_flush_one_window_after_their_last() -> None:
+    clock = Clock()
+    h = hub(clock, batch_window_ms=250, max_flushes_per_s=15_000)
+    assert set(delays(h, clock, [f"c{i}" for i in range(50)], 10)) == {240}
+    clock.ms += 240
+    assert h.holds._flush_delay_ms("c0") == 0  # a quiet window: at once
+
+
+def test_a_widened_window_spreads_sessions_over_it_instead_of_flushing_in_step() -> None:
+    clock = Clock()
+    h = hub(clock, batch_window_ms=250, max_flushes_per_s=1_000, max_batch_window_ms=1000)
+    for _ in range(6):
+        second(h, clock, 100_000)
+    window = h.holds.batch_window_ms
+    assert window > 900
+    sessions = [f"c{i}" for i in range(300)]
+    waits = delays(h, clock, sessions, 10)
+    # Never sooner than a window after the last flush, never later than two.
+    assert all(window - 10 <= d < 2 * window - 10 for d in waits)
+    assert len({d // 50 for d in waits}) >= window // 50 - 1  # every 50 ms slice is used
+    # Once in its slot, a session flushes one window after the other.
+    clock.ms += waits[0]
+    assert delays(h, clock, sessions[:1], 1) == [window - 1]
