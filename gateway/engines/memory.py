@@ -127,10 +127,24 @@ class MemoryEngine:
                 return 0
             # A session subscribed to several matching patterns gets the message once.
             targets = list(groups[0]) if len(groups) == 1 else set().union(*groups)
+        # The common case inline (a broadcast to thousands of sessions is this loop); the first
+        # message of a queue wakes its holder, a full queue takes the overflow policy.
+        sessions, limit, listener = self._sessions, self.limits.max_messages, self._listener
         count = 0
         for client_id in targets:
-            if self._enqueue(client_id, frame):
-                count += 1
+            entry = sessions.get(client_id)
+            if entry is None:
+                continue
+            queue = entry.queue
+            if not queue:
+                entry.queue = [frame]
+                if listener is not None:
+                    listener.wake(client_id)
+            elif len(queue) < limit:
+                queue.append(frame)
+            elif not self._enqueue(client_id, frame):
+                continue
+            count += 1
         return count
 
     async def deliver(self, client_id: str, frame: bytes) -> bool:
