@@ -132,10 +132,12 @@ class Holds:
             # Under load (the window has widened) sessions flush in their own slot of the
             # window, not all together: a broadcast reaches every session at once, and left in
             # step they would all flush in the same instant, window after window, each burst
-            # queueing behind itself.  A session's slots are a window apart, so once on them
-            # its flushes still come one window apart.
-            due += (hash(client_id) - due) % window
-        return due - now
+            # queueing behind itself.  A session's slots are a window apart; it takes the slot
+            # nearest to one window after its last flush, so a flush that went out a little
+            # late keeps the session in its slot instead of skipping to the next one.
+            start = due - window // 2
+            due = start + (hash(client_id) - start) % window
+        return max(0, due - now)
 
     async def connect(
         self,
