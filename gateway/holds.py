@@ -6,7 +6,7 @@ through their request's :class:`~gateway.held.Responder`, websocket ones through
 where events are also pushed while the connect stays held.  A session gets at most one
 response or frame of events per batching window; the window widens when the whole server
 sends more than its budget of flushes per second, and sessions then flush in slots spread over
-it rather than all at once.
+it rather than all at once (still about one flush per window each).
 """
 
 from __future__ import annotations
