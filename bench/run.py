@@ -378,13 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     wanted = args.servers.split(",")
     selected = args.only.split(",")
     only = {item.split(":")[0] for item in selected}
-    known = {
-        "idle",
-        "invites",
-        "mail",
-        *(":".join(("ramp", *r[:n])) for r in RAMPS for n in (0, 1, 2)),
-    }
-    known |= {":".join(("big", *t[:n])) for t in [(b,) for b in BIG_TRANSPORTS] for n in (0, 1)}
+    known = {"ramp", "big", "idle", "invites", "mail", *(f"big:{t}" for t in BIG_TRANSPORTS)}
+    known |= {f"ramp:{w}" for w, _ in RAMPS} | {f"ramp:{w}:{t}" for w, t in RAMPS}
     unknown = [item for item in selected if item not in known]
     if unknown:
         p.error(f"--only: unknown {', '.join(unknown)} (choose from {', '.join(sorted(known))})")
