@@ -435,6 +435,11 @@ def _quote(mailbox: str) -> str:
     return '"' + mailbox.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+_UNDER_TLS: weakref.WeakKeyDictionary[aioimaplib.IMAP4, asyncio.BaseTransport] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def imap_starttls(
     client: aioimaplib.IMAP4, ssl_context: ssl.SSLContext, server_hostname: str | None = None
 ) -> None:
@@ -451,8 +456,9 @@ async def imap_starttls(
     command = aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)
     _check(await asyncio.wait_for(protocol.execute(command), client.timeout), "STARTTLS")
     loop = asyncio.get_running_loop()
+    plain = protocol.transport
     transport = await loop.start_tls(
-        protocol.transport,
+        plain,
         protocol,
         ssl_context,
         server_hostname=server_hostname or client.host,
@@ -461,6 +467,9 @@ async def imap_starttls(
     if transport is None:  # typeshed allows it; asyncio returns one unless the loop is closing
         raise ImapError("STARTTLS: the TLS handshake did not complete")
     protocol.transport = transport
+    # Closing the TLS transport after the server has hung up (LOGOUT) can leave the socket
+    # under it open: close that too when the client is closed.
+    _UNDER_TLS[client] = plain
     await asyncio.wait_for(protocol.capability(), client.timeout)
 
 
@@ -568,6 +577,9 @@ def _abort(client: aioimaplib.IMAP4) -> None:
     transport = client.protocol.transport
     if transport is not None and not transport.is_closing():
         transport.close()
+    plain = _UNDER_TLS.pop(client, None)
+    if plain is not None and not plain.is_closing():
+        plain.close()
 
 
 # --- SMTP -----------------------------------------------------------------------------------
