@@ -120,6 +120,18 @@ async def agent_and_mail(
     return center, desk
 
 
+async def reply_to_next(desk: Any, text: str) -> tuple[str, str]:
+    """The agent's next Invited email: Accept, Reply and Send ``text`` as the draft's body.
+    Returns ``(interaction id, draft id)``."""
+    ix: str = (await desk.next_message(state("Invited"), within=5))["id"]
+    await desk.operate(ix, "Accept")
+    await desk.operate(ix, "Reply")
+    draft: str = (await desk.next_message(state("Composing")))["id"]
+    status, _ = await desk.operate(draft, "Send", bodyAsPlainText=text)
+    assert status == 200
+    return ix, draft
+
+
 async def mail_status(base: str, token: str) -> dict[str, Any]:
     """``GET /api/v2/mail`` with a partner token."""
     async with aiohttp.ClientSession() as http:

@@ -24,6 +24,7 @@ from mail.gateway import (
     customer_mail,
     mail_section,
     mail_status,
+    reply_to_next,
     runtime,
     source,
     state,
@@ -137,12 +138,7 @@ async def test_connection_cut_during_fetch(
 async def accept_reply_send(desk: Desktop, imap: ImapProbe, text: str) -> str:
     raw, _ = customer_mail("Need help")
     await imap.append(raw)
-    ix = (await desk.next_message(state("Invited"), within=5))["id"]
-    await desk.operate(ix, "Accept")
-    await desk.operate(ix, "Reply")
-    draft: str = (await desk.next_message(state("Composing")))["id"]
-    status, _ = await desk.operate(draft, "Send", bodyAsPlainText=text)
-    assert status == 200
+    ix, draft = await reply_to_next(desk, text)
     await desk.next_message(state("Completed", draft))
     await desk.operate(ix, "Complete")
     return draft

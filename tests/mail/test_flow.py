@@ -19,6 +19,7 @@ from mail.gateway import (
     agent_and_mail,
     customer_mail,
     mail_section,
+    reply_to_next,
     runtime,
     source,
     state,
@@ -119,11 +120,7 @@ async def test_a_customer_answering_our_reply_joins_the_thread(
     _, desk = await agent_and_mail(make_center, mailbox, smtp_sink)
     raw, _ = customer_mail("Broken kettle")
     await imap.append(raw)
-    first = (await desk.next_message(state("Invited"), within=5))["id"]
-    await desk.operate(first, "Accept")
-    await desk.operate(first, "Reply")
-    draft = (await desk.next_message(state("Composing")))["id"]
-    await desk.operate(draft, "Send", bodyAsPlainText="Please send a photo.")
+    first, draft = await reply_to_next(desk, "Please send a photo.")
     await desk.operate(first, "Complete")
     [sent] = await smtp_sink.wait_for(1)
     ours = message_from_bytes(sent.content, policy=policy.default)
@@ -181,11 +178,7 @@ async def test_acknowledgement_sent_folder_copy_and_xoauth2_sender(
     assert receipt["In-Reply-To"] == message_id
     assert ack.rcpt_tos == ("jane@customer.example",)
 
-    ix = (await desk.next_message(state("Invited"), within=5))["id"]
-    await desk.operate(ix, "Accept")
-    await desk.operate(ix, "Reply")
-    draft = (await desk.next_message(state("Composing")))["id"]
-    await desk.operate(draft, "Send", bodyAsPlainText="Refunded.")
+    ix, _ = await reply_to_next(desk, "Refunded.")
     await sink.wait_for(2)
     await imap.wait_count("Sent", 2)  # the acknowledgement and the reply
     assert any(b"Refunded." in copy for copy in await imap.messages("Sent"))
@@ -223,11 +216,7 @@ async def test_replies_over_starttls_or_tls_with_auth(
     desk = await center.desktop("agent1", "email")
     raw, _ = customer_mail("Secure please")
     await imap.append(raw)
-    ix = (await desk.next_message(state("Invited"), within=5))["id"]
-    await desk.operate(ix, "Accept")
-    await desk.operate(ix, "Reply")
-    draft = (await desk.next_message(state("Composing")))["id"]
-    await desk.operate(draft, "Send", bodyAsPlainText="Sent securely.")
+    await reply_to_next(desk, "Sent securely.")
     [sent] = await sink.wait_for(1)
     assert sent.tls is True
     assert sent.auth_mechanism in ("PLAIN", "LOGIN") and sent.auth_login == "mailer"
