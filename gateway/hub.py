@@ -48,12 +48,10 @@ from protocol import (
     Subscribe,
     TimesyncExtension,
     Unsubscribe,
-    channel_kind,
+    classify,
     encode,
     encode_frame,
     errors,
-    is_wildcard,
-    normalize,
 )
 from protocol import ChannelKind as Kind
 
@@ -175,10 +173,10 @@ class Hub:
     def add_service(self, channel: str, handler: ServiceHandler) -> None:
         """Answer publishes to ``/service/...`` ``channel``: a non-``None`` result is sent back
         to the caller as ``{"channel", "id", "successful": true, "data"}``."""
-        name = normalize(channel)
-        if name is None or channel_kind(name) is not Kind.SERVICE or is_wildcard(name):
+        info = classify(channel)
+        if info is None or info.kind is not Kind.SERVICE or info.wildcard:
             raise ValueError(f"not a service channel: {channel!r}")
-        self._services[name] = handler
+        self._services[info.name] = handler
 
     def on_session_opened(self, listener: SessionListener) -> None:
         self._opened.append(listener)
@@ -188,10 +186,10 @@ class Hub:
 
     @staticmethod
     def _broadcast_name(channel: str) -> str:
-        name = normalize(channel)
-        if name is None or is_wildcard(name) or channel_kind(name) is Kind.META:
+        info = classify(channel)  # the same cached lookup as a client's publish
+        if info is None or info.wildcard or info.kind is Kind.META:
             raise ValueError(f"cannot publish on {channel!r}")
-        return name
+        return info.name
 
     # -- engine listener ----------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from protocol.actions import (
     Unsubscribe,
 )
 from protocol.channels import (
+    ChannelInfo,
     ChannelKind,
     channel_kind,
     classify,
@@ -52,6 +53,7 @@ __all__ = [
     "Advice",
     "BayeuxCore",
     "BayeuxError",
+    "ChannelInfo",
     "ChannelKind",
     "ClientError",
     "Connect",

@@ -21,8 +21,10 @@ from __future__ import annotations
 import enum
 import string
 from functools import lru_cache
+from typing import NamedTuple
 
 __all__ = [
+    "ChannelInfo",
     "ChannelKind",
     "channel_kind",
     "classify",
@@ -82,19 +84,27 @@ def channel_kind(name: str) -> ChannelKind:
     return ChannelKind.BROADCAST
 
 
-_CLASSIFIED: dict[str, tuple[str, ChannelKind, bool] | None] = {}
+class ChannelInfo(NamedTuple):
+    name: str  # normalized
+    kind: ChannelKind
+    wildcard: bool
+
+
+_CLASSIFIED: dict[str, ChannelInfo | None] = {}
 _CLASSIFIED_MAX = 65536
 
 
-def classify(name: str) -> tuple[str, ChannelKind, bool] | None:
-    """``(normalized name, kind, is wildcard)``, or ``None`` for an invalid name: one lookup for
-    what a publish needs to know about its channel (a plain dict: cheaper than an LRU on hits)."""
+def classify(name: str) -> ChannelInfo | None:
+    """What a publish needs to know about its channel, or ``None`` for an invalid name: one
+    lookup in a plain dict (cheaper than an LRU on hits)."""
     try:
         return _CLASSIFIED[name]
     except KeyError:
         pass
     normal = _normalize(name)
-    info = None if normal is None else (normal, channel_kind(normal), is_wildcard(normal))
+    info = None
+    if normal is not None:
+        info = ChannelInfo(normal, channel_kind(normal), is_wildcard(normal))
     if len(_CLASSIFIED) >= _CLASSIFIED_MAX:
         _CLASSIFIED.clear()  # bounded: a client inventing channel names cannot grow it
     _CLASSIFIED[name] = info
