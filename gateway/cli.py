@@ -243,9 +243,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `gateway config | head` ends quietly
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command != "serve":
+        # `gateway config | head` ends quietly.  Never for `serve`: there a peer that resets
+        # its socket would end the process on the next write (Python ignores SIGPIPE, and
+        # asyncio turns the failed write into a closed connection).
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if args.command is None:
         parser.print_help()
         return EXIT_CONFIG
