@@ -27,7 +27,7 @@ from gateway.engines.memory import MemoryEngine
 from gateway.hub import Hub
 from gateway.security import SecurityPolicy
 from gateway.transports.common import TransportOptions
-from gateway.transports.http import handle_jsonp, handle_post
+from gateway.transports.http import handle_jsonp, handle_post, handle_preflight
 from gateway.transports.websocket import handle_websocket
 from protocol import Settings
 
@@ -99,6 +99,8 @@ def create_app(
         max_batch=config.server.max_batch,
         cookie=config.cookie,
         allow_origins=frozenset(config.cors.allow_origins),
+        allow_headers=tuple(config.cors.allow_headers),
+        preflight_max_age_s=config.cors.max_age_s,
     )
     app[OPTIONS] = options
 
@@ -110,13 +112,19 @@ def create_app(
             return await handle_websocket(request, hub, options, app[_SOCKETS])
         return await handle_jsonp(request, hub, options)
 
-    cors = aiohttp_cors.setup(app, defaults=_cors_defaults(config))
+    async def preflight(request: web.Request) -> web.StreamResponse:
+        return await handle_preflight(request, options)
+
+    # Bayeux answers carry the fast path's headers (transports.common.answer_headers), on both
+    # HTTP paths, so aiohttp_cors stays off these routes.
     for mount in config.server.mounts:
         for path in (mount, mount + "/", mount + "/{suffix:[^/]+}"):
             resource = app.router.add_resource(path)
-            cors.add(resource.add_route("POST", post))
-            cors.add(resource.add_route("GET", get))
+            resource.add_route("POST", post)
+            resource.add_route("GET", get)
+            resource.add_route("OPTIONS", preflight)
     bayeux_routes = set(app.router.routes())
+    cors = aiohttp_cors.setup(app, defaults=_cors_defaults(config))
     contact.install(app, config, hub, sessions)
     for route in list(app.router.routes()):
         if route not in bayeux_routes and route.method in ("GET", "POST"):

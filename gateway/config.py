@@ -39,6 +39,8 @@ class ServerConfig(_Section, frozen=True):
     shutdown_timeout_s: Annotated[float, Meta(ge=0)] = 5.0
     access_log: bool = False
     fast_http: bool = True
+    request_timeout_s: Annotated[float, Meta(gt=0)] = 5.0
+    max_connections_per_address: Annotated[int, Meta(ge=0)] = 1024
     gc_freeze_interval_s: Annotated[float, Meta(ge=0)] = 1.0
     gc_full_interval_s: Annotated[float, Meta(ge=0)] = 600.0
 
@@ -228,6 +230,10 @@ HELP: dict[str, str] = {
     "server.access_log": "log every HTTP request",
     "server.fast_http": "serve long-polling POSTs on the lean HTTP path (false: all through "
     "aiohttp)",
+    "server.request_timeout_s": "time a request's head and body may take to arrive, from its "
+    "first byte (408 and close after)",
+    "server.max_connections_per_address": "open connections allowed per client address (429 "
+    "above; 0: no limit)",
     "server.gc_freeze_interval_s": "freeze surviving objects out of Python's garbage "
     "collections this often, so collections never stall the loop (0: CPython's default "
     "behaviour)",

@@ -36,7 +36,7 @@ class RunningGateway:
         app: web.Application,
         runner: web.AppRunner,
         server: asyncio.Server,
-        fast: FastPath | None,
+        fast: FastPath,
         host: str,
     ) -> None:
         self.app = app
@@ -52,8 +52,7 @@ class RunningGateway:
     async def close(self) -> None:
         """Stop listening, answer held connects, close connections, then clean up."""
         self.server.close()
-        if self.fast is not None:
-            self.fast.closing = True
+        self.fast.closing = True
         await self.runner.cleanup()
 
 
@@ -65,23 +64,25 @@ async def start(app: web.Application, host: str, port: int) -> RunningGateway:
         handle_signals=False,
         shutdown_timeout=config.server.shutdown_timeout_s,
     )
-    fast = None
-    if config.server.fast_http:
-        fast = FastPath(
-            hub=app[HUB],
-            options=app[OPTIONS],
-            mounts=config.server.mounts,
-            fallback=lambda: _aiohttp_protocol(runner),
-        )
-        # After the hub has answered held connects (registered by create_app).
-        app.on_shutdown.append(_fast_drain(fast, config.server.shutdown_timeout_s))
-    await runner.setup()
-    factory: Callable[[], asyncio.Protocol] = (
-        fast.protocol if fast is not None else lambda: _aiohttp_protocol(runner)
+    # Every connection starts on llhttp (the edge's limits hold on both paths); with
+    # fast_http off it hands every request to aiohttp.
+    fast = FastPath(
+        hub=app[HUB],
+        options=app[OPTIONS],
+        mounts=config.server.mounts if config.server.fast_http else (),
+        fallback=lambda: _aiohttp_protocol(runner),
+        request_timeout_s=config.server.request_timeout_s,
+        max_connections_per_address=config.server.max_connections_per_address,
+        access_log=config.server.access_log,
     )
+    # After the hub has answered held connects (registered by create_app).
+    app.on_shutdown.append(_fast_drain(fast, config.server.shutdown_timeout_s))
+    await runner.setup()
     loop = asyncio.get_running_loop()
     try:
-        server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
+        server = await loop.create_server(
+            fast.protocol, host, port, reuse_address=True, backlog=1024
+        )
     except OSError:
         await runner.cleanup()
         raise

@@ -11,7 +11,10 @@ from gateway.config import CookieConfig
 
 __all__ = [
     "JSON_HEADERS",
+    "Answer",
     "TransportOptions",
+    "answer_headers",
+    "cors_headers",
     "error_body",
     "error_response",
     "origin_allowed",
@@ -26,16 +29,51 @@ JSON_HEADERS = {
 }
 
 
+class Answer(msgspec.Struct, frozen=True):
+    """An HTTP answer to a Bayeux request: status, JSON body, and maybe a new browser cookie."""
+
+    status: int
+    body: bytes
+    set_cookie: str | None = None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransportOptions:
     max_body_bytes: int
     max_batch: int
     cookie: CookieConfig
     allow_origins: frozenset[str]
+    allow_headers: tuple[str, ...] = ()
+    preflight_max_age_s: int = 0
 
     @property
     def any_origin(self) -> bool:
         return "*" in self.allow_origins
+
+
+def cors_headers(origin: str | None, options: TransportOptions) -> list[tuple[str, str]]:
+    """What a Bayeux answer adds for a cross-origin request from an allowed origin."""
+    if origin is None or not (options.any_origin or origin in options.allow_origins):
+        return []
+    return [
+        ("Access-Control-Allow-Origin", origin),
+        ("Access-Control-Allow-Credentials", "true"),
+        ("Vary", "Origin"),
+    ]
+
+
+def answer_headers(
+    answer: Answer, origin: str | None, options: TransportOptions
+) -> list[tuple[str, str]]:
+    """The headers of a Bayeux HTTP answer, on both HTTP paths (the server adds the framing)."""
+    headers = [
+        ("Content-Type", "application/json;charset=UTF-8"),
+        ("Cache-Control", "no-cache, no-store"),
+    ]
+    if answer.set_cookie is not None:
+        headers.append(("Set-Cookie", answer.set_cookie))
+    headers.extend(cors_headers(origin, options))
+    return headers
 
 
 def error_response(status: int, error: str, detail: str) -> web.Response:

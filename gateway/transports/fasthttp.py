@@ -1,38 +1,53 @@
-"""A fast HTTP/1.1 path for Bayeux long-polling POSTs, in front of aiohttp on the same port.
+"""The HTTP/1.1 edge: every connection starts here, on llhttp (httptools), in front of aiohttp.
 
 Long-polling is one HTTP request per delivery cycle, so its cost per request bounds how many
 events per second the gateway delivers.  aiohttp's general machinery (request objects,
-routing, signals, response objects) costs several times what a Bayeux POST needs, so each
-connection starts here:
+routing, signals, response objects) costs several times what a Bayeux POST needs, so:
 
-* a ``POST`` to a Bayeux mount (or one suffix of it) with a ``Content-Length`` body is served
-  directly: the same :func:`gateway.transports.http.long_polling` as the aiohttp route, with
-  the same origin check, body limit, cookie and CORS headers;
-* anything else — websocket upgrades, JSONP, CORS preflights, chunked bodies,
-  ``Expect: 100-continue``, other paths, anything unusual — is handed, at that request's first
-  byte, to aiohttp's own protocol, which keeps the connection from then on.
+* every request head is parsed and checked by llhttp, the parser of Node and uvicorn, in its
+  strict mode (RFC 9112): Content-Length with Transfer-Encoding, repeated or invalid
+  Content-Length, bare CR or LF, control bytes, obs-fold and non-ASCII targets are refused with
+  400 and the connection closes.  Heads over ``MAX_HEAD`` get 431;
+* a ``POST`` with a ``Content-Length`` body to a Bayeux mount (or one suffix of it) is served
+  here: the same :func:`gateway.transports.http.long_polling` as the aiohttp route, the same
+  origin check and body limit, and the same answer headers (:func:`answer_headers`);
+* anything else (websocket upgrades, JSONP, CORS preflights, chunked bodies,
+  ``Expect: 100-continue``, other paths) is handed, from that request's first byte, to aiohttp's
+  own protocol, which keeps the connection from then on.  This protocol stays in front of it:
+  a second llhttp parser watches the bytes aiohttp gets, so the time limits below hold there too
+  and a request llhttp refuses never reaches aiohttp.
 
-Requests on one connection are served in order (no pipelining overlap).  A connection closed by
-the client while its connect is held cancels the hold; queued events stay for the next connect.
-Idle keep-alive connections close after ``KEEPALIVE_S`` (checked by one sweep for all
-connections), and a request head must arrive whole within that time too.
+Limits, for every client however it behaves:
+
+* a request's head and body must arrive within ``request_timeout_s`` of its first byte (408
+  and close; a connection handed to aiohttp is closed);
+* one request at a time, answered in order; while an answer waits to be written
+  (``pause_writing``) or a request is being served, at most ``MAX_HEAD + max_body_bytes`` are
+  buffered, then reading stops until the client has read its answers;
+* at most ``max_connections_per_address`` connections per client address (429 and close);
+* idle keep-alive connections close after ``KEEPALIVE_S``.
+
+A connection closed by the client while its connect is held releases the hold; queued events
+stay for the next connect.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable
 from email.utils import formatdate
 from typing import cast
 
+import httptools
 import structlog
 
 from gateway.eager import start_eagerly
 from gateway.held import Outcome
 from gateway.hub import Hub
 from gateway.security import Peer
-from gateway.transports.common import TransportOptions, error_body, origin_allowed
+from gateway.transports.common import TransportOptions, answer_headers, error_body, origin_allowed
 from gateway.transports.http import (
     FORBIDDEN_ORIGIN,
     Answer,
@@ -44,20 +59,23 @@ from gateway.transports.http import (
 __all__ = ["FastHttpProtocol", "FastPath", "parse_cookies"]
 
 log = structlog.get_logger("gateway.fasthttp")
+access_log = logging.getLogger("aiohttp.access")
 
 KEEPALIVE_S = 75.0
 MAX_HEAD = 16 * 1024
+SWEEP_S = 1.0
 _REASONS = {
     200: b"OK",
     400: b"Bad Request",
     403: b"Forbidden",
+    408: b"Request Timeout",
     413: b"Payload Too Large",
+    429: b"Too Many Requests",
     431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
+    505: b"HTTP Version Not Supported",
 }
-_JSON_HEAD = (
-    b"Content-Type: application/json;charset=UTF-8\r\nCache-Control: no-cache, no-store\r\n"
-)
+_HEAD_END = b"\r\n\r\n"
 
 
 class _Date:
@@ -98,15 +116,23 @@ class FastPath:
         options: TransportOptions,
         mounts: Iterable[str],
         fallback: Callable[[], asyncio.Protocol],
+        request_timeout_s: float = 5.0,
+        max_connections_per_address: int = 0,
+        access_log: bool = False,
     ) -> None:
         self.hub = hub
         self.options = options
         self.fallback = fallback
+        self.request_timeout_s = request_timeout_s
+        self.max_per_address = max_connections_per_address
+        self.access_log = access_log
         self._mounts = tuple(mounts)
         self.connections: set[FastHttpProtocol] = set()
+        self.per_address: dict[str, int] = {}
         self.closing = False
         self.date = _Date()
         self._sweeper: asyncio.TimerHandle | None = None
+        self._ticks = 0
 
     def protocol(self) -> FastHttpProtocol:
         if self._sweeper is None and not self.closing:
@@ -114,13 +140,18 @@ class FastPath:
         return FastHttpProtocol(self)
 
     def _sweep(self) -> None:
-        """Close connections idle (no request in progress) for longer than ``KEEPALIVE_S``."""
+        """Time out requests arriving too slowly; close idle keep-alive connections."""
         loop = asyncio.get_running_loop()
-        cutoff = loop.time() - KEEPALIVE_S
+        now = loop.time()
+        self._ticks += 1
+        idle_cutoff = now - KEEPALIVE_S if self._ticks % 15 == 0 else None
         for connection in list(self.connections):
-            if not connection.busy and connection.last_active < cutoff:
+            deadline = connection.deadline
+            if deadline is not None and deadline < now:
+                connection.timed_out()
+            elif idle_cutoff is not None and connection.idle_since(idle_cutoff):
                 connection.close()
-        self._sweeper = loop.call_later(KEEPALIVE_S / 5, self._sweep) if not self.closing else None
+        self._sweeper = loop.call_later(SWEEP_S, self._sweep) if not self.closing else None
 
     def serves(self, path: str) -> bool:
         for mount in self._mounts:
@@ -129,6 +160,23 @@ class FastPath:
             if path.startswith(mount) and path[len(mount) : len(mount) + 1] == "/":
                 return "/" not in path[len(mount) + 1 :]
         return False
+
+    def admit(self, remote: str | None) -> bool:
+        """Count a new connection of ``remote``; ``False`` when it has too many already."""
+        if remote is None:
+            return True
+        count = self.per_address.get(remote, 0) + 1
+        self.per_address[remote] = count
+        return not self.max_per_address or count <= self.max_per_address
+
+    def release(self, remote: str | None) -> None:
+        if remote is None:
+            return
+        count = self.per_address.get(remote, 0) - 1
+        if count > 0:
+            self.per_address[remote] = count
+        else:
+            self.per_address.pop(remote, None)
 
     async def shutdown(self, timeout_s: float) -> None:
         """Close idle connections now; let busy ones finish their answer, up to ``timeout_s``."""
@@ -140,12 +188,29 @@ class FastPath:
         for connection in list(self.connections):
             if connection.task is not None:
                 busy.append(connection.task)
-            elif not connection.busy:
+            elif not connection.busy and not connection.delegated:
                 connection.close()
         if busy:
             await asyncio.wait(busy, timeout=timeout_s)
         for connection in list(self.connections):
-            connection.close()
+            if not connection.delegated:  # aiohttp's own shutdown closes those
+                connection.close()
+
+
+class _Watcher:
+    """llhttp over the bytes of a connection handed to aiohttp: request deadlines, strictness."""
+
+    __slots__ = ("connection", "parser")
+
+    def __init__(self, connection: FastHttpProtocol) -> None:
+        self.connection = connection
+        self.parser = httptools.HttpRequestParser(self)
+
+    def on_message_begin(self) -> None:
+        self.connection.start_deadline()
+
+    def on_message_complete(self) -> None:
+        self.connection.deadline = None
 
 
 class FastHttpProtocol(asyncio.Protocol):
@@ -153,9 +218,20 @@ class FastHttpProtocol(asyncio.Protocol):
 
     __slots__ = (
         "_buffer",
+        "_delegate",
+        "_fed",
+        "_head_end",
+        "_headers",
         "_held",
+        "_parser",
+        "_read_paused",
         "_remote",
         "_reply_to",
+        "_request",
+        "_url",
+        "_watcher",
+        "_write_paused",
+        "deadline",
         "fast",
         "last_active",
         "task",
@@ -166,15 +242,36 @@ class FastHttpProtocol(asyncio.Protocol):
         self.fast = fast
         self.transport: asyncio.Transport | None = None
         self.task: asyncio.Task[None] | None = None
+        self.deadline: float | None = None  # by when the request under way must have arrived
+        self._parser = httptools.HttpRequestParser(self)
         self._buffer = bytearray()
+        self._fed = 0  # bytes at the start of the buffer the parser has seen
+        self._head_end = 0  # where the body of the request under way starts, once known
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._request: _Head | None = None
         self._remote: str | None = None
         self._held: str | None = None  # the session whose connect this request holds
-        self._reply_to: tuple[str | None, bool] | None = None  # (Origin, keep-alive)
+        self._reply_to: _Head | None = None
+        self._delegate: asyncio.Protocol | None = None
+        self._watcher: _Watcher | None = None
+        self._read_paused = False
+        self._write_paused = False
         self.last_active = asyncio.get_running_loop().time()
 
     @property
     def busy(self) -> bool:
         return self.task is not None or self._held is not None
+
+    @property
+    def delegated(self) -> bool:
+        return self._delegate is not None
+
+    def idle_since(self, cutoff: float) -> bool:
+        return not self.busy and not self.delegated and self.last_active < cutoff
+
+    def start_deadline(self) -> None:
+        self.deadline = asyncio.get_running_loop().time() + self.fast.request_timeout_s
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -183,66 +280,210 @@ class FastHttpProtocol(asyncio.Protocol):
         peer = self.transport.get_extra_info("peername")
         self._remote = str(peer[0]) if isinstance(peer, tuple) else None
         self.fast.connections.add(self)
+        if not self.fast.admit(self._remote):
+            log.info("connection_refused", reason="too_many_connections", remote=self._remote)
+            detail = "too many connections from this address"
+            self._send_error(429, "too_many_connections", detail)
 
     def data_received(self, data: bytes) -> None:
+        if self._delegate is not None:
+            if self._write_paused:  # aiohttp would read on and queue answers without limit
+                self._buffer += data
+                self._limit_buffer()
+            else:
+                self._watch(data)
+            return
+        if not self._buffer and self.deadline is None and not self.busy and not self._write_paused:
+            self.start_deadline()
         self._buffer += data
-        if not self.busy:
-            self._next_request()
-        elif len(self._buffer) > MAX_HEAD + self.fast.options.max_body_bytes:
-            self.close()  # a client flooding us while its request is being answered
+        if not self.busy and not self._write_paused:
+            self._next_request()  # serves one request; pipelined ones follow, a turn each
+        self._limit_buffer()
+
+    def eof_received(self) -> bool | None:
+        if self._delegate is not None:
+            return self._delegate.eof_received()
+        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fast.connections.discard(self)
+        self.fast.release(self._remote)
+        self._remote = None
+        self.deadline = None
         if self.task is not None:
             self.task.cancel()
         if self._held is not None:
             self.fast.hub.abandon(self._held, self)
             self._held = None
         self.transport = None
+        if self._delegate is not None:
+            self._delegate.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self.deadline = None  # what waits now waits for the client to read, not to send
+        if self._delegate is not None:
+            self._delegate.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._delegate is not None:
+            self._delegate.resume_writing()
+            if self._buffer:  # what arrived while the client was not reading
+                data = bytes(self._buffer)
+                self._buffer.clear()
+                self._resume_reading()
+                self._watch(data)
+        elif self._buffer and not self.busy:
+            asyncio.get_running_loop().call_soon(self._next_request)
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
+    def timed_out(self) -> None:
+        self.deadline = None
+        log.info("request_timed_out", remote=self._remote, delegated=self.delegated)
+        if self._delegate is not None:
+            self.close()  # aiohttp may be writing: no answer of ours on its connection
+        else:
+            detail = f"the request did not arrive within {self.fast.request_timeout_s:g} s"
+            self._send_error(408, "request_timeout", detail)
+
+    # -- llhttp callbacks (the request under way) ---------------------------------------------
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers = self._headers
+        if key not in headers:
+            headers[key] = text
+        elif key == "cookie":
+            headers[key] += "; " + text
+        elif key == "host":
+            raise _Refused("more than one Host header")
+        else:
+            headers[key] += ", " + text
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        self._request = _Head(
+            method=parser.get_method(),
+            url=self._url,
+            headers=self._headers,
+            version=parser.get_http_version(),
+            keep_alive=parser.should_keep_alive(),
+            upgrade=parser.should_upgrade(),
+        )
+
     # -- requests -----------------------------------------------------------------------------
 
+    def _limit_buffer(self) -> None:
+        """Stop reading while what waits behind the request under way exceeds one request."""
+        if (
+            not self._read_paused
+            and self.transport is not None
+            and len(self._buffer) > MAX_HEAD + self.fast.options.max_body_bytes
+        ):
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._read_paused and self.transport is not None:
+            self._read_paused = False
+            self.transport.resume_reading()
+
     def _next_request(self) -> None:
-        if self.busy or self.transport is None:
-            return  # one request at a time, answered in order
+        transport = self.transport
+        if self.busy or self._write_paused or transport is None or transport.is_closing():
+            return
         buffer = self._buffer
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buffer) > MAX_HEAD:
-                self._send_error(431, "header_too_large", "request head too large", close=True)
+        if len(buffer) <= MAX_HEAD + self.fast.options.max_body_bytes:
+            self._resume_reading()
+        if not buffer:
+            self.deadline = None
             return
-        request = _parse_head(bytes(buffer[:end]))
-        if request is None or not self.fast.serves(request.path):
-            self._delegate()
+        if self.deadline is None:
+            self.start_deadline()
+        if not self._head_end and not self._read_head():
             return
-        if request.length > self.fast.options.max_body_bytes:
-            self._answer(
-                too_large(self.fast.options), request.headers.get("origin"), keep_alive=False
-            )
-            return
-        total = end + 4 + request.length
+        request = self._request
+        assert request is not None
+        total = self._head_end + request.length
         if len(buffer) < total:
             return
-        body = bytes(buffer[end + 4 : total])
+        if request.length:
+            try:  # to the parser too, which then expects the next request
+                self._parser.feed_data(bytes(buffer[self._head_end : total]))
+            except httptools.HttpParserError:
+                self._refuse(400, "invalid_http_request", "the request body is malformed")
+                return
+        body = bytes(buffer[self._head_end : total])
         del buffer[:total]
+        self._fed = self._head_end = 0
+        self._url = b""
+        self._headers = {}
+        self._request = None
+        self.deadline = None
         self.task = start_eagerly(self._serve(request, body))
+
+    def _read_head(self) -> bool:
+        """Feed llhttp the head of the request under way; ``True`` once it is whole and ours."""
+        buffer = self._buffer
+        while True:
+            end = buffer.find(_HEAD_END, max(0, self._fed - 3))
+            stop = end + 4 if end >= 0 else len(buffer)
+            if stop > MAX_HEAD:
+                self._refuse(431, "header_too_large", "request head too large")
+                return False
+            try:
+                if stop > self._fed:
+                    self._parser.feed_data(bytes(buffer[self._fed : stop]))
+            except httptools.HttpParserUpgrade:
+                pass  # an upgrade request, whole: aiohttp's (below)
+            except (httptools.HttpParserError, _Refused) as exc:
+                self._refuse(400, "invalid_http_request", _reason(exc))
+                return False
+            self._fed = stop
+            if end < 0:
+                return False
+            if self._request is not None:
+                break
+            del buffer[:stop]  # empty lines before a request line (RFC 9112 §2.2)
+            self._fed = 0
+        request = self._request
+        self._head_end = stop
+        if request.version not in ("1.1", "1.0"):
+            self._refuse(505, "http_version_not_supported", "only HTTP/1.1 and 1.0 are served")
+            return False
+        if (
+            request.method != b"POST"
+            or request.upgrade
+            or "transfer-encoding" in request.headers
+            or "expect" in request.headers
+            or not self.fast.serves(request.path)
+        ):
+            self._hand_over()
+            return False
+        if request.length > self.fast.options.max_body_bytes:
+            self._answer(too_large(self.fast.options), request, keep_alive=False)
+            return False
+        return True
 
     async def _serve(self, request: _Head, body: bytes) -> None:
         keep_alive = request.keep_alive and not self.fast.closing
-        origin = request.headers.get("origin")
         try:
-            if not origin_allowed(origin, request.headers.get("host"), self.fast.options):
+            if not origin_allowed(request.origin, request.headers.get("host"), self.fast.options):
                 answer: Answer | str = FORBIDDEN_ORIGIN
             else:
                 answer = await long_polling(
                     self.fast.hub,
                     self.fast.options,
                     body,
-                    _content_type(request),
+                    request.content_type,
                     self._peer(request),
                     self,
                 )
@@ -256,16 +497,16 @@ class FastHttpProtocol(asyncio.Protocol):
             self.task = None
         if isinstance(answer, str):  # a held connect: the hub calls respond() later
             self._held = answer
-            self._reply_to = (origin, keep_alive)
+            self._reply_to = request
             return
-        self._finish(answer, origin, keep_alive)
+        self._finish(answer, request, keep_alive)
 
     def respond(self, outcome: Outcome) -> None:
         """The hub's answer to this connection's held connect."""
-        reply_to = self._reply_to
+        request = self._reply_to
         self._held = self._reply_to = None
-        if reply_to is not None:
-            self._finish(answer_from(outcome), *reply_to)
+        if request is not None:
+            self._finish(answer_from(outcome), request, request.keep_alive)
 
     def _peer(self, request: _Head) -> Peer:
         headers = request.headers
@@ -276,33 +517,24 @@ class FastHttpProtocol(asyncio.Protocol):
             cookies=parse_cookies(headers.get("cookie", "")),
         )
 
-    def _finish(self, answer: Answer, origin: str | None, keep_alive: bool) -> None:
-        self._answer(answer, origin, keep_alive=keep_alive and not self.fast.closing)
+    def _finish(self, answer: Answer, request: _Head, keep_alive: bool) -> None:
+        self._answer(answer, request, keep_alive=keep_alive and not self.fast.closing)
         if self.transport is not None and not self.transport.is_closing():
             loop = asyncio.get_running_loop()
             self.last_active = loop.time()
             if self._buffer:  # a pipelined request: next loop turn, not deeper in this stack
                 loop.call_soon(self._next_request)
 
-    def _answer(self, answer: Answer, origin: str | None, *, keep_alive: bool) -> None:
+    def _answer(self, answer: Answer, request: _Head | None, *, keep_alive: bool) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        head = [
-            b"HTTP/1.1 %d %s\r\n" % (answer.status, _REASONS.get(answer.status, b"Error")),
-            _JSON_HEAD,
-            b"Content-Length: %d\r\n" % len(answer.body),
-            self.fast.date.header(),
-        ]
-        if answer.set_cookie is not None:
-            head.append(b"Set-Cookie: " + answer.set_cookie.encode("latin-1") + b"\r\n")
-        if origin is not None and (
-            self.fast.options.any_origin or origin in self.fast.options.allow_origins
-        ):
-            head.append(
-                b"Access-Control-Allow-Origin: " + origin.encode("latin-1") + b"\r\n"
-                b"Access-Control-Allow-Credentials: true\r\nVary: Origin\r\n"
-            )
+        origin = request.origin if request is not None else None
+        head = [b"HTTP/1.1 %d %s\r\n" % (answer.status, _REASONS.get(answer.status, b"Error"))]
+        for name, value in answer_headers(answer, origin, self.fast.options):
+            head.append(f"{name}: {value}\r\n".encode("latin-1"))
+        head.append(b"Content-Length: %d\r\n" % len(answer.body))
+        head.append(self.fast.date.header())
         if not keep_alive:
             head.append(b"Connection: close\r\n")
         head.append(b"\r\n")
@@ -310,72 +542,110 @@ class FastHttpProtocol(asyncio.Protocol):
         transport.write(b"".join(head))
         if not keep_alive:
             transport.close()
+        if self.fast.access_log and access_log.isEnabledFor(logging.INFO):
+            self._log_access(answer, request)
 
-    def _send_error(self, status: int, error: str, detail: str, *, close: bool) -> None:
-        self._answer(Answer(status, error_body(error, detail)), None, keep_alive=not close)
+    def _log_access(self, answer: Answer, request: _Head | None) -> None:
+        line = "-" if request is None else f"{request.method.decode()} {request.path}"
+        version = request.version if request is not None else "1.1"
+        headers = request.headers if request is not None else {}
+        access_log.info(
+            '%s "%s HTTP/%s" %d %d "%s"',
+            self._remote or "-",
+            line,
+            version,
+            answer.status,
+            len(answer.body),
+            headers.get("user-agent", "-"),
+        )
 
-    def _delegate(self) -> None:
-        """Hand the connection, from this request on, to aiohttp's protocol."""
+    def _send_error(self, status: int, error: str, detail: str) -> None:
+        self._answer(Answer(status, error_body(error, detail)), self._request, keep_alive=False)
+
+    def _refuse(self, status: int, error: str, detail: str) -> None:
+        """A client's fault in the framing: answer once, close, log one line."""
+        log.info("http_request_refused", status=status, error=error, remote=self._remote)
+        self._buffer.clear()
+        self._send_error(status, error, detail)
+
+    def _hand_over(self) -> None:
+        """Give the connection, from this request on, to aiohttp's protocol; keep watching."""
         transport = self.transport
         if transport is None:
             return
         protocol = self.fast.fallback()
-        self.fast.connections.discard(self)
         data = bytes(self._buffer)
         self._buffer.clear()
-        self.transport = None
-        transport.set_protocol(protocol)
+        self._delegate = protocol
+        self._watcher = _Watcher(self)
+        self.deadline = None
         protocol.connection_made(transport)
-        protocol.data_received(data)
+        if self._write_paused:
+            protocol.pause_writing()
+        self._watch(data)
+
+    def _watch(self, data: bytes) -> None:
+        """Bytes for aiohttp: llhttp sees them first (deadlines, and nothing it refuses passes)."""
+        delegate = self._delegate
+        assert delegate is not None
+        watcher = self._watcher
+        if watcher is not None:
+            try:
+                watcher.parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                self._watcher = None  # a websocket (or another protocol) from here on
+                self.deadline = None
+            except httptools.HttpParserError as exc:
+                log.info("http_request_refused", status=400, error=_reason(exc), delegated=True)
+                self._watcher = None
+                self.deadline = None
+                if self.transport is not None:
+                    self.transport.abort()
+                return
+        delegate.data_received(data)
+
+
+class _Refused(Exception):
+    """A head llhttp accepts that the gateway does not."""
+
+
+def _reason(exc: BaseException) -> str:
+    cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else None
+    return str(cause or exc) or "malformed request"
 
 
 class _Head:
-    """The parts of a request head the fast path needs.  Header names are lower-case."""
+    """What the fast path needs of a request head.  Header names are lower-case."""
 
-    __slots__ = ("headers", "keep_alive", "length", "path")
+    __slots__ = (
+        "content_type",
+        "headers",
+        "keep_alive",
+        "length",
+        "method",
+        "origin",
+        "path",
+        "upgrade",
+        "version",
+    )
 
-    def __init__(self, path: str, headers: dict[str, str], length: int, keep_alive: bool) -> None:
-        self.path = path
+    def __init__(
+        self,
+        *,
+        method: bytes,
+        url: bytes,
+        headers: dict[str, str],
+        version: str,
+        keep_alive: bool,
+        upgrade: bool,
+    ) -> None:
+        self.method = method
+        self.path = url.partition(b"?")[0].decode("ascii")  # llhttp lets only ASCII through
         self.headers = headers
-        self.length = length
+        self.version = version
         self.keep_alive = keep_alive
-
-
-_DELEGATED_HEADERS = ("transfer-encoding", "expect", "upgrade")
-
-
-def _content_type(request: _Head) -> str:
-    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
-
-
-def _parse_head(raw: bytes) -> _Head | None:
-    """A POST head the fast path can serve, or ``None`` (aiohttp will deal with it)."""
-    request_line, _, rest = raw.decode("latin-1").partition("\r\n")
-    parts = request_line.split(" ")
-    if len(parts) != 3 or parts[0] != "POST" or parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
-        return None
-    headers: dict[str, str] = {}
-    for line in rest.split("\r\n") if rest else ():
-        name, sep, value = line.partition(":")
-        if not sep or not name or not name.isascii() or " " in name or "\t" in name:
-            return None
-        key = name.lower()
-        value = value.strip()
-        if key not in headers:
-            headers[key] = value
-        elif key == "cookie":
-            headers[key] += "; " + value
-        elif key == "content-length":
-            return None  # duplicate lengths: let aiohttp refuse it
-        else:
-            headers[key] += ", " + value
-    if any(name in headers for name in _DELEGATED_HEADERS):
-        return None
-    length = headers.get("content-length", "0")
-    if not length.isdigit():
-        return None
-    connection = headers.get("connection", "").lower()
-    # HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 only when asked to.
-    http11 = parts[2] == "HTTP/1.1"
-    keep_alive = "close" not in connection if http11 else "keep-alive" in connection
-    return _Head(parts[1].partition("?")[0], headers, int(length), keep_alive)
+        self.upgrade = upgrade
+        self.origin = headers.get("origin")
+        # llhttp has checked the digits and refused repeats; absent means no body.
+        self.length = int(headers.get("content-length", "0"))
+        self.content_type = headers.get("content-type", "").partition(";")[0].strip().lower()

@@ -19,15 +19,17 @@ import secrets
 from collections.abc import Sequence
 from urllib.parse import parse_qs
 
-import msgspec
 from aiohttp import web
+from multidict import CIMultiDict
 
 from gateway.held import Outcome, Responder
 from gateway.hub import Hub
 from gateway.security import Peer
 from gateway.transports.common import (
-    JSON_HEADERS,
+    Answer,
     TransportOptions,
+    answer_headers,
+    cors_headers,
     error_body,
     error_response,
     read_body,
@@ -36,7 +38,14 @@ from gateway.transports.common import (
 )
 from protocol import DecodeError, Malformed, Message, RequestContext, decode_batch, join_batch
 
-__all__ = ["Answer", "answer_from", "handle_jsonp", "handle_post", "long_polling"]
+__all__ = [
+    "Answer",
+    "answer_from",
+    "handle_jsonp",
+    "handle_post",
+    "handle_preflight",
+    "long_polling",
+]
 
 _CALLBACK_RE = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*(\.[A-Za-z_$][A-Za-z0-9_$]*)*$")
 _MAX_CALLBACK = 64
@@ -46,14 +55,6 @@ JSONP_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Disposition": "attachment; filename=f.txt",
 }
-
-
-class Answer(msgspec.Struct, frozen=True):
-    """An HTTP answer to a Bayeux request: status, JSON body, and maybe a new browser cookie."""
-
-    status: int
-    body: bytes
-    set_cookie: str | None = None
 
 
 def decode_form(values: Sequence[str], max_messages: int) -> list[Message | Malformed]:
@@ -145,24 +146,44 @@ def _peer(request: web.Request, transport: str) -> Peer:
     )
 
 
-def _response(answer: Answer, headers: dict[str, str]) -> web.Response:
-    response = web.Response(status=answer.status, body=answer.body, headers=headers)
-    if answer.set_cookie is not None:
-        response.headers["Set-Cookie"] = answer.set_cookie
-    return response
+def _response(answer: Answer, request: web.Request, options: TransportOptions) -> web.Response:
+    """The same headers as the fast path's (:func:`answer_headers`); aiohttp adds the framing."""
+    headers = CIMultiDict(answer_headers(answer, request.headers.get("Origin"), options))
+    return web.Response(status=answer.status, body=answer.body, headers=headers)
 
 
 async def handle_post(request: web.Request, hub: Hub, options: TransportOptions) -> web.Response:
     if not request_origin_allowed(request, options):
-        return _response(FORBIDDEN_ORIGIN, JSON_HEADERS)
+        return _response(FORBIDDEN_ORIGIN, request, options)
     body = await read_body(request, options.max_body_bytes)
     if body is None:
-        return _response(too_large(options), JSON_HEADERS)
+        return _response(too_large(options), request, options)
     answer = await long_polling(
         hub, options, body, request.content_type, _peer(request, "long-polling")
     )
     assert isinstance(answer, Answer)  # no responder: a held connect was awaited
-    return _response(answer, JSON_HEADERS)
+    return _response(answer, request, options)
+
+
+async def handle_preflight(request: web.Request, options: TransportOptions) -> web.Response:
+    """A CORS preflight for a Bayeux mount: allowed origins, POST/GET, the configured headers."""
+    origin = request.headers.get("Origin")
+    method = request.headers.get("Access-Control-Request-Method", "").upper()
+    asked = [
+        h.strip().lower()
+        for h in request.headers.get("Access-Control-Request-Headers", "").split(",")
+        if h.strip()
+    ]
+    allowed = {h.lower() for h in options.allow_headers}
+    cors = cors_headers(origin, options)
+    if not cors or method not in ("POST", "GET") or not set(asked) <= allowed:
+        return error_response(403, "cors_forbidden", "this cross-origin request is not allowed")
+    headers = CIMultiDict(cors)
+    headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS"
+    if asked:
+        headers["Access-Control-Allow-Headers"] = ", ".join(asked)
+    headers["Access-Control-Max-Age"] = str(options.preflight_max_age_s)
+    return web.Response(status=200, headers=headers)
 
 
 async def handle_jsonp(request: web.Request, hub: Hub, options: TransportOptions) -> web.Response:
@@ -178,7 +199,7 @@ async def handle_jsonp(request: web.Request, hub: Hub, options: TransportOptions
             400, "invalid_callback", "the jsonp callback must be a JavaScript identifier path"
         )
     if not request_origin_allowed(request, options):
-        return _response(FORBIDDEN_ORIGIN, JSON_HEADERS)
+        return _response(FORBIDDEN_ORIGIN, request, options)
     try:
         batch = decode_form(query.getall("message", []), options.max_batch)
     except DecodeError as exc:
@@ -186,9 +207,11 @@ async def handle_jsonp(request: web.Request, hub: Hub, options: TransportOptions
     answer = await _run(hub, options, batch, _peer(request, "callback-polling"))
     assert isinstance(answer, Answer)  # no responder: a held connect was awaited
     if answer.status != 200:
-        return _response(answer, JSON_HEADERS)
+        return _response(answer, request, options)
     # U+2028/U+2029 are valid in JSON but end a line in older JavaScript.
     payload = answer.body.replace("\u2028".encode(), b"\\u2028")
     payload = payload.replace("\u2029".encode(), b"\\u2029")
     script = b"/**/" + callback.encode() + b"(" + payload + b");"
-    return _response(Answer(200, script, answer.set_cookie), JSONP_HEADERS)
+    response = _response(Answer(200, script, answer.set_cookie), request, options)
+    response.headers.update(JSONP_HEADERS)
+    return response
