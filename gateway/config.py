@@ -75,6 +75,7 @@ class CookieConfig(_Section, frozen=True):
 class QueueConfig(_Section, frozen=True):
     max_messages: Positive = 1000
     overflow: Literal["disconnect", "drop_oldest", "drop_newest"] = "disconnect"
+    ws_high_water_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024
 
 
 class CorsConfig(_Section, frozen=True):
@@ -259,6 +260,8 @@ HELP: dict[str, str] = {
     "cookie.max_age_s": "Max-Age attribute (absent: a session cookie)",
     "queue.max_messages": "most events queued for one session",
     "queue.overflow": "when a queue is full: disconnect | drop_oldest | drop_newest",
+    "queue.ws_high_water_bytes": "a websocket whose unsent bytes exceed this gets no more "
+    "frames of events until it drains; its events wait in its queue meanwhile",
     "cors.allow_origins": 'origins allowed to call cross-site ("*" for any); same-origin '
     "is always allowed",
     "cors.allow_headers": "request headers allowed in CORS preflights",

@@ -54,7 +54,11 @@ class Responder(Protocol):
 
 
 class WsPeer(Protocol):
-    """The websocket side of a session: sends already-encoded messages as one frame."""
+    """The websocket side of a session: sends already-encoded messages as one frame.
+
+    ``backed_up`` while the client does not read fast enough: no events are taken from the
+    queues of its sessions until it has drained (the hub is then told, ``Hub.ws_drained``).
+    """
 
     sessions: set[str]
 
@@ -62,6 +66,9 @@ class WsPeer(Protocol):
 
     @property
     def closed(self) -> bool: ...
+
+    @property
+    def backed_up(self) -> bool: ...
 
 
 class Held:

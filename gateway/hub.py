@@ -447,6 +447,10 @@ class Hub:
         """The client of a held long-poll hung up: stop holding; events stay for later."""
         self.holds.abandon(client_id, responder)
 
+    def ws_drained(self, ws: WsPeer) -> None:
+        """A socket that was backed up has drained: its sessions' queued events may go."""
+        self.holds.drained(ws)
+
     def ws_closed(self, client_ids: Sequence[str], ws: WsPeer) -> None:
         """The socket is gone: stop holding its connects; sessions expire unless it returns."""
         self.holds.ws_closed(client_ids, ws)

@@ -32,6 +32,7 @@ class TransportOptions:
     max_batch: int
     cookie: CookieConfig
     allow_origins: frozenset[str]
+    ws_high_water_bytes: int = 64 * 1024
 
     @property
     def any_origin(self) -> bool:
