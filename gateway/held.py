@@ -126,6 +126,11 @@ class Held:
         if callback is not None:
             callback(self, reason)
 
+    @property
+    def deadline(self) -> float | None:
+        """The loop time at which the hold ends unless something ends it sooner."""
+        return self.timer.when() if self.timer is not None else None
+
     def wake_after(self, delay_s: float) -> None:
         """End with ``WAKE`` after ``delay_s`` instead of at the hold timeout (batching)."""
         if self.flushing or self.on_end is None:

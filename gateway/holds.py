@@ -88,6 +88,11 @@ class Holds:
     def held_count(self) -> int:
         return len(self._held)
 
+    def deadline(self, client_id: str) -> float | None:
+        """When the session's held connect will be answered at the latest (loop time)."""
+        held = self._held.get(client_id)
+        return held.deadline if held is not None else None
+
     def take(self, client_id: str) -> Held | None:
         """Remove the session's hold (the caller ends it)."""
         return self._held.pop(client_id, None)
