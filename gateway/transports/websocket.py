@@ -7,8 +7,9 @@ connect reply follows at timeout.  A session may arrive here with a clientId obt
 long-polling and go back; closing the socket does not end its sessions before
 ``interval + maxInterval``.
 
-A frame that is not a Bayeux batch closes the socket with 1007 and a reason; a frame over the
-size limit with 1009.
+A frame that is not a Bayeux batch (not UTF-8 JSON, nested too deeply, too many messages)
+closes the socket with 1007 and a reason; a frame over the size limit with 1009; a failure of
+ours with 1011.
 
 A client that does not read does not make the gateway buffer for it: above
 ``queue.ws_high_water_bytes`` of unsent data the socket gets no more frames of events (they wait
@@ -164,10 +165,16 @@ async def handle_websocket(
             try:
                 batch = decode_batch(frame.data, max_messages=options.max_batch)
             except DecodeError as exc:
-                await peer.close(WSCloseCode.INVALID_TEXT, str(exc)[:120].encode())
+                await peer.close(WSCloseCode.INVALID_TEXT, _reason(exc))
                 break
             ctx = RequestContext(transport="websocket", browser_id=browser, batch_size=len(batch))
-            outcome = await hub.process(batch, ctx, who, ws=peer)
+            try:
+                outcome = await hub.process(batch, ctx, who, ws=peer)
+            except Exception:
+                # Our fault, not the client's: say so with a close frame, not a dropped socket.
+                log.exception("websocket_failed", sessions=sorted(peer.sessions))
+                await peer.close(WSCloseCode.INTERNAL_ERROR, b"internal error")
+                break
             peer.send(outcome.parts)
             # A client that does not read its frames gets no further frame read either: what
             # it sends meanwhile waits in its own socket, not in our memory.
@@ -176,3 +183,8 @@ async def handle_websocket(
         sockets.discard(peer)
         hub.ws_closed(list(peer.sessions), peer)
     return ws
+
+
+def _reason(exc: Exception) -> bytes:
+    """A close reason: at most 123 bytes (RFC 6455 §5.5), plain ASCII so it is valid UTF-8."""
+    return str(exc).encode("ascii", "replace")[:123]
