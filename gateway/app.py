@@ -28,17 +28,18 @@ from gateway.hub import Hub
 from gateway.security import SecurityPolicy
 from gateway.transports.common import TransportOptions
 from gateway.transports.http import handle_jsonp, handle_post, handle_preflight
-from gateway.transports.websocket import handle_websocket
+from gateway.transports.websocket import WebSocketPeer, handle_websocket
 from protocol import Settings
 
-__all__ = ["CONFIG", "HUB", "OPTIONS", "create_app", "make_engine", "settings_from"]
+__all__ = ["CONFIG", "HUB", "OPTIONS", "SOCKETS", "create_app", "make_engine", "settings_from"]
 
 log = structlog.get_logger("gateway.app")
 
 HUB = web.AppKey("hub", Hub)
 CONFIG = web.AppKey("config", Config)
 OPTIONS = web.AppKey("transport_options", TransportOptions)
-_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
+#: The open websockets (their flow-controlled senders).
+SOCKETS: web.AppKey[set[WebSocketPeer]] = web.AppKey("sockets")
 
 SWEEP_INTERVAL_S = 1.0
 
@@ -93,7 +94,7 @@ def create_app(
     )
     app[HUB] = hub
     app[CONFIG] = config
-    app[_SOCKETS] = set()
+    app[SOCKETS] = set()
     options = TransportOptions(
         max_body_bytes=config.server.max_body_bytes,
         max_batch=config.server.max_batch,
@@ -101,6 +102,7 @@ def create_app(
         allow_origins=frozenset(config.cors.allow_origins),
         allow_headers=tuple(config.cors.allow_headers),
         preflight_max_age_s=config.cors.max_age_s,
+        ws_high_water_bytes=config.queue.ws_high_water_bytes,
     )
     app[OPTIONS] = options
 
@@ -109,7 +111,7 @@ def create_app(
 
     async def get(request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await handle_websocket(request, hub, options, app[_SOCKETS])
+            return await handle_websocket(request, hub, options, app[SOCKETS])
         return await handle_jsonp(request, hub, options)
 
     async def preflight(request: web.Request) -> web.StreamResponse:
@@ -159,9 +161,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 async def _release_clients(app: web.Application) -> None:
     """Shutdown, before aiohttp waits for handlers: answer held connects, close websockets."""
     await app[HUB].close()
-    sockets: set[web.WebSocketResponse] = app[_SOCKETS]
-    for ws in list(sockets):
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+    # Together, and each bounded: a client that reads nothing cannot hold up the shutdown.
+    sockets: set[WebSocketPeer] = app[SOCKETS]
+    await asyncio.gather(
+        *(peer.close(WSCloseCode.GOING_AWAY, b"server shutdown") for peer in list(sockets))
+    )
 
 
 async def _sweep(hub: Hub) -> None:

@@ -49,7 +49,7 @@ class BayeuxConfig(_Section, frozen=True):
     timeout_ms: NonNegative = 30_000
     interval_ms: NonNegative = 0
     max_interval_ms: Positive = 10_000
-    max_client_timeout_ms: NonNegative = 120_000
+    max_client_timeout_ms: NonNegative = 60_000
     connection_types: list[Literal["websocket", "long-polling", "callback-polling"]] = (
         msgspec.field(default_factory=lambda: ["websocket", "long-polling", "callback-polling"])
     )
@@ -77,6 +77,7 @@ class CookieConfig(_Section, frozen=True):
 class QueueConfig(_Section, frozen=True):
     max_messages: Positive = 1000
     overflow: Literal["disconnect", "drop_oldest", "drop_newest"] = "disconnect"
+    ws_high_water_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024
 
 
 class CorsConfig(_Section, frozen=True):
@@ -242,7 +243,8 @@ HELP: dict[str, str] = {
     "bayeux.timeout_ms": "how long a /meta/connect is held (advice.timeout)",
     "bayeux.interval_ms": "advised pause between connects (advice.interval)",
     "bayeux.max_interval_ms": "a session with no connect for interval+this expires",
-    "bayeux.max_client_timeout_ms": "cap on a client's own advice.timeout",
+    "bayeux.max_client_timeout_ms": "the longest a /meta/connect is held: caps a client's own "
+    "advice.timeout (bayeux.timeout_ms may not exceed it)",
     "bayeux.connection_types": "transports offered in the handshake reply",
     "bayeux.trust_client_session": "accept a clientId without its BAYEUX_BROWSER cookie",
     "bayeux.max_sessions_per_browser": "held long polls per browser cookie before "
@@ -265,6 +267,8 @@ HELP: dict[str, str] = {
     "cookie.max_age_s": "Max-Age attribute (absent: a session cookie)",
     "queue.max_messages": "most events queued for one session",
     "queue.overflow": "when a queue is full: disconnect | drop_oldest | drop_newest",
+    "queue.ws_high_water_bytes": "a websocket whose unsent bytes exceed this gets no more "
+    "frames of events until it drains; its events wait in its queue meanwhile",
     "cors.allow_origins": 'origins allowed to call cross-site ("*" for any); same-origin '
     "is always allowed",
     "cors.allow_headers": "request headers allowed in CORS preflights",
@@ -392,6 +396,11 @@ def _check(config: Config) -> None:
         raise ConfigError("server.mounts: at least one mount is needed")
     if not config.bayeux.connection_types:
         raise ConfigError("bayeux.connection_types: at least one transport is needed")
+    if config.bayeux.timeout_ms > config.bayeux.max_client_timeout_ms:
+        raise ConfigError(
+            "bayeux.timeout_ms: longer than bayeux.max_client_timeout_ms "
+            f"({config.bayeux.max_client_timeout_ms}), the longest a connect may be held"
+        )
 
 
 def _check_mail(mail: MailConfig, queues: Mapping[str, str], env: Mapping[str, str]) -> None:

@@ -21,13 +21,25 @@ log = structlog.get_logger("gateway.eager")
 def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     """Run ``coro`` now; if it suspends, a task finishes it (and is returned)."""
     try:
-        waiting = coro.send(None)
+        waiting = _taken(coro.send(None))
     except StopIteration:
         return None
     except Exception:
         log.exception("eager_coroutine_failed")  # as an unawaited task would report it
         return None
     return asyncio.ensure_future(_resume(coro, waiting))
+
+
+def _taken(waiting: Any) -> Any:
+    """Do what a task does with a future its coroutine yields: clear its blocking flag.
+
+    A future sets the flag when it yields itself and the task that takes the yield clears it.
+    Left set, the next coroutine to await the same future (aiohttp's writers share one drain
+    future per connection) fails at once with "await wasn't used with future".
+    """
+    if asyncio.isfuture(waiting):
+        waiting._asyncio_future_blocking = False
+    return waiting
 
 
 async def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
@@ -40,11 +52,11 @@ async def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
                 await asyncio.sleep(0)  # a bare yield
         except asyncio.CancelledError as cancelled:
             try:
-                waiting = coro.throw(cancelled)
+                waiting = _taken(coro.throw(cancelled))
             except StopIteration:
                 return
             continue
         try:
-            waiting = coro.send(None)
+            waiting = _taken(coro.send(None))
         except StopIteration:
             return

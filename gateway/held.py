@@ -54,7 +54,11 @@ class Responder(Protocol):
 
 
 class WsPeer(Protocol):
-    """The websocket side of a session: sends already-encoded messages as one frame."""
+    """The websocket side of a session: sends already-encoded messages as one frame.
+
+    ``backed_up`` while the client does not read fast enough: no events are taken from the
+    queues of its sessions until it has drained (the hub is then told, ``Hub.ws_drained``).
+    """
 
     sessions: set[str]
 
@@ -62,6 +66,9 @@ class WsPeer(Protocol):
 
     @property
     def closed(self) -> bool: ...
+
+    @property
+    def backed_up(self) -> bool: ...
 
 
 class Held:
@@ -118,6 +125,11 @@ class Held:
         callback, self.on_end = self.on_end, None
         if callback is not None:
             callback(self, reason)
+
+    @property
+    def deadline(self) -> float | None:
+        """The loop time at which the hold ends unless something ends it sooner."""
+        return self.timer.when() if self.timer is not None else None
 
     def wake_after(self, delay_s: float) -> None:
         """End with ``WAKE`` after ``delay_s`` instead of at the hold timeout (batching)."""

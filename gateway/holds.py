@@ -7,6 +7,11 @@ where events are also pushed while the connect stays held.  A session gets at mo
 response or frame of events per batching window; the window widens when the whole server
 sends more than its budget of flushes per second, and sessions then flush in slots spread over
 it rather than all at once (still about one flush per window each).
+
+Events leave a session's queue for a websocket only while that socket keeps up: while it is
+backed up (its client does not read) they stay queued, bounded by ``queue.max_messages`` and
+its overflow policy, exactly as for a long-polling client that does not come back; when it has
+drained, :meth:`Holds.drained` wakes its sessions again.
 """
 
 from __future__ import annotations
@@ -83,6 +88,11 @@ class Holds:
     def held_count(self) -> int:
         return len(self._held)
 
+    def deadline(self, client_id: str) -> float | None:
+        """When the session's held connect will be answered at the latest (loop time)."""
+        held = self._held.get(client_id)
+        return held.deadline if held is not None else None
+
     def take(self, client_id: str) -> Held | None:
         """Remove the session's hold (the caller ends it)."""
         return self._held.pop(client_id, None)
@@ -101,8 +111,8 @@ class Holds:
 
     def wake(self, client_id: str) -> None:
         held = self._held.get(client_id)
-        if held is None:
-            return
+        if held is None or _backed_up(held.ws):
+            return  # a backed-up socket: woken again when it has drained
         if held.push:
             if client_id not in self._pushing:
                 self._pushing.add(client_id)
@@ -162,8 +172,11 @@ class Holds:
         hold_ms = action.hold_ms
         browser = ctx.browser_id if ctx.http else None
         push = ws is not None and not self.deliver_only_on_connect and not session.ack
-        waiting = bool(hold_ms) and (
-            (ack is not None and ack.pending) or await self.engine.has_messages(client_id)
+        backed_up = _backed_up(ws)
+        waiting = (
+            bool(hold_ms)
+            and not backed_up
+            and ((ack is not None and ack.pending) or await self.engine.has_messages(client_id))
         )
         delay = self._flush_delay_ms(client_id) if waiting else 0
         if waiting and (not push or not delay):
@@ -177,7 +190,7 @@ class Holds:
             reply = self.core.multiple_clients_reply(reply)
             hold_ms = 0
         if not hold_ms:
-            return await self._answer(client_id, reply, message, [])
+            return await self._answer(client_id, reply, message, [], drain=not backed_up)
         held = Held(
             client_id=client_id,
             reply=reply,
@@ -259,12 +272,23 @@ class Holds:
             return held.events, encode(failed)
         if reason is End.CLOSED:
             return held.events, encode(self.core.closed_reply(held.reply))
-        return await self._answer(held.client_id, held.reply, held.request, held.events)
+        drain = not _backed_up(held.ws)
+        return await self._answer(
+            held.client_id, held.reply, held.request, held.events, drain=drain
+        )
 
     async def _answer(
-        self, client_id: str, reply: Reply, request: Message, events: list[bytes]
+        self,
+        client_id: str,
+        reply: Reply,
+        request: Message,
+        events: list[bytes],
+        *,
+        drain: bool = True,
     ) -> tuple[list[bytes], bytes]:
-        events = events + await self.engine.drain(client_id)
+        """The connect reply, with the queued events unless its socket is backed up."""
+        if drain:
+            events = events + await self.engine.drain(client_id)
         if events:
             self._flushed[client_id] = self._clock_ms()
             self._flush_count += 1
@@ -291,11 +315,28 @@ class Holds:
             ws = held.ws if held is not None and held.push else None
             if ws is None or ws.closed:
                 continue  # events wait for the next connect, which takes them at once
+            if ws.backed_up:
+                continue  # they wait in the queue until the socket has drained
             events = await self.engine.drain(client_id)
             if events:
                 self._flushed[client_id] = now
                 self._flush_count += 1
                 ws.send(events)
+
+    def drained(self, ws: WsPeer) -> None:
+        """A backed-up socket has drained: wake its held sessions that have events waiting."""
+        client_ids = [
+            client_id
+            for client_id in ws.sessions
+            if (held := self._held.get(client_id)) is not None and held.ws is ws
+        ]
+        if client_ids:
+            self._spawn(self._wake_queued(client_ids))
+
+    async def _wake_queued(self, client_ids: list[str]) -> None:
+        for client_id in client_ids:
+            if await self.engine.has_messages(client_id):
+                self.wake(client_id)
 
     def ws_closed(self, client_ids: Sequence[str], ws: WsPeer) -> None:
         """The socket is gone: stop holding its connects; sessions expire unless it returns."""
@@ -330,3 +371,7 @@ class Holds:
             log.info("batch_window_changed", window_ms=window, flushes_per_s=int(rate))
         self.stats["batch_window_ms"] = window
         self.batch_window_ms = window
+
+
+def _backed_up(ws: WsPeer | None) -> bool:
+    return ws is not None and ws.backed_up

@@ -443,9 +443,17 @@ class Hub:
     def held_count(self) -> int:
         return self.holds.held_count
 
+    def hold_deadline(self, client_id: str) -> float | None:
+        """When the session's held connect is answered at the latest (``loop.time()``)."""
+        return self.holds.deadline(client_id)
+
     def abandon(self, client_id: str, responder: Responder) -> None:
         """The client of a held long-poll hung up: stop holding; events stay for later."""
         self.holds.abandon(client_id, responder)
+
+    def ws_drained(self, ws: WsPeer) -> None:
+        """A socket that was backed up has drained: its sessions' queued events may go."""
+        self.holds.drained(ws)
 
     def ws_closed(self, client_ids: Sequence[str], ws: WsPeer) -> None:
         """The socket is gone: stop holding its connects; sessions expire unless it returns."""

@@ -5,10 +5,12 @@ keeps ``id`` in its JSON type (a number stays a number in the reply: the CometD 
 matches connect replies with ``===``) and keeps ``data`` as raw JSON so a broadcast is encoded
 once, not once per subscriber.
 
-A request body is one message or an array of messages.  A body that is not JSON, is empty or is
-``[]`` raises :class:`DecodeError` (HTTP 400).  A single message that does not fit the schema
-becomes a :class:`Malformed` entry carrying its Bayeux error, so the rest of the batch is still
-answered.
+A request body is one message or an array of messages.  A body that is not UTF-8 JSON, is nested
+too deeply, is empty or is ``[]`` raises :class:`DecodeError` (HTTP 400, websocket close 1007).
+msgspec does not check the UTF-8 of what it skips or keeps raw (unknown fields, ``data``), so the
+whole body is checked first: an invalid byte must not reach other clients inside an event.
+A single message that does not fit the schema becomes a :class:`Malformed` entry carrying its
+Bayeux error, so the rest of the batch is still answered.
 """
 
 from __future__ import annotations
@@ -146,6 +148,11 @@ def decode_batch(body: bytes | str, *, max_messages: int) -> list[Message | Malf
     )
     if not text:
         raise DecodeError("empty body")
+    if not text.isascii():  # the common case costs one scan; others are decoded once
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecodeError("body is not valid UTF-8") from None
     try:
         if text[:1] == b"[":
             items = _list_decoder.decode(text)
@@ -174,7 +181,10 @@ def _decode_one(raw: Raw) -> Message | Malformed:
             return Malformed(channel=None, id=None, field=None)
         match = _FIELD_RE.search(str(exc))  # ValidationError: which field was wrong
         field = match.group(1) if match else None
-        loose = _any_decoder.decode(raw)
+        try:
+            loose = _any_decoder.decode(raw)
+        except (msgspec.DecodeError, RecursionError):
+            return Malformed(channel=None, id=None, field=field)
         if not isinstance(loose, dict):
             return Malformed(channel=None, id=None, field=None)
         channel = loose.get("channel")

@@ -26,7 +26,7 @@ class Settings:
     timeout_ms: int = 30_000
     interval_ms: int = 0
     max_interval_ms: int = 10_000
-    max_client_timeout_ms: int = 120_000
+    max_client_timeout_ms: int = 60_000
     connection_types: tuple[str, ...] = ("websocket", "long-polling", "callback-polling")
     trust_client_session: bool = False
     max_sessions_per_browser: int = 1

@@ -68,6 +68,8 @@ async def read_object(request: web.Request) -> dict[str, Any]:
         body = msgspec.json.decode(raw)
     except msgspec.DecodeError:
         raise GwsError(Status.INVALID_INPUT, "body must be a JSON object") from None
+    except RecursionError:  # msgspec's answer to deep nesting (about 1,000 levels)
+        raise GwsError(Status.INVALID_INPUT, "body is nested too deeply") from None
     if not isinstance(body, dict):
         raise GwsError(Status.INVALID_INPUT, "body must be a JSON object")
     return body

@@ -97,6 +97,10 @@ class Engine(Protocol):
 
     async def has_messages(self, client_id: str) -> bool: ...
 
+    async def queued(self, client_id: str) -> int:
+        """How many frames wait in the session's queue (0 if it does not exist)."""
+        ...
+
     async def drain(self, client_id: str) -> list[bytes]:
         """Take every queued frame of the session, oldest first."""
         ...

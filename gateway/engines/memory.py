@@ -180,6 +180,10 @@ class MemoryEngine:
         entry = self._sessions.get(client_id)
         return bool(entry is not None and entry.queue)
 
+    async def queued(self, client_id: str) -> int:
+        entry = self._sessions.get(client_id)
+        return len(entry.queue) if entry is not None and entry.queue else 0
+
     async def drain(self, client_id: str) -> list[bytes]:
         entry = self._sessions.get(client_id)
         if entry is None or not entry.queue:

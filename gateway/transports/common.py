@@ -45,6 +45,7 @@ class TransportOptions:
     allow_origins: frozenset[str]
     allow_headers: tuple[str, ...] = ()
     preflight_max_age_s: int = 0
+    ws_high_water_bytes: int = 64 * 1024
 
     @property
     def any_origin(self) -> bool:

@@ -7,14 +7,22 @@ connect reply follows at timeout.  A session may arrive here with a clientId obt
 long-polling and go back; closing the socket does not end its sessions before
 ``interval + maxInterval``.
 
-A frame that is not a Bayeux batch closes the socket with 1007 and a reason; a frame over the
-size limit with 1009.
+A frame that is not a Bayeux batch (not UTF-8 JSON, nested too deeply, too many messages)
+closes the socket with 1007 and a reason; a frame over the size limit with 1009; a failure of
+ours with 1011.
+
+A client that does not read does not make the gateway buffer for it: above
+``queue.ws_high_water_bytes`` of unsent data the socket gets no more frames of events (they wait
+in the session's queue, bounded by ``queue.max_messages`` and its overflow policy) and none of
+its own frames is read until it has drained.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
+from collections.abc import Callable
 
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -29,19 +37,53 @@ __all__ = ["WebSocketPeer", "handle_websocket"]
 
 log = structlog.get_logger("gateway.websocket")
 
+#: How long a close may wait for a client that does not read before the socket is cut.
+CLOSE_TIMEOUT_S = 2.0
+
 
 class WebSocketPeer:
-    """Sends frames in order, one writer at a time, from any task."""
+    """Sends frames in order, one writer at a time, from any task, with flow control.
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    The socket's transport pauses writing above ``high_water`` unsent bytes (asyncio resumes
+    it below a quarter of that).  While it is paused the peer is :attr:`backed_up`: frames
+    already due (replies) wait in order in a small outbox, the hub pushes no events (they wait
+    in the session's bounded queue, whose overflow policy applies) and the handler reads no
+    further frame from the client.  ``on_drained`` is called once the backlog has gone out.
+    """
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport | None,
+        *,
+        high_water: int,
+        on_drained: Callable[[WebSocketPeer], None],
+    ) -> None:
         self.ws = ws
         self.sessions: set[str] = set()
+        self._transport = transport
+        self._on_drained = on_drained
         self._outbox: deque[bytes] = deque()
+        self._outbox_bytes = 0
         self._writer: asyncio.Task[None] | None = None
+        if transport is not None:
+            transport.set_write_buffer_limits(high=high_water)
 
     @property
     def closed(self) -> bool:
         return self.ws.closed
+
+    @property
+    def backed_up(self) -> bool:
+        """The client is not reading fast enough: frames wait for the socket to drain."""
+        return self._writer is not None
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes given to this socket that the kernel has not taken yet."""
+        transport = self._transport
+        pending = transport.get_write_buffer_size() if transport is not None else 0
+        return pending + self._outbox_bytes
 
     def send(self, parts: list[bytes]) -> None:
         if not parts or self.ws.closed:
@@ -49,36 +91,66 @@ class WebSocketPeer:
         frame = join_batch(parts)
         if self._writer is not None:
             self._outbox.append(frame)  # keep order behind a frame waiting for the socket
+            self._outbox_bytes += len(frame)
             return
         # aiohttp writes a frame at once and only waits when the socket is backed up.
         self._writer = start_eagerly(self._write(frame))
 
     async def _write(self, frame: bytes) -> None:
+        drained = False
         try:
             await self.ws.send_frame(frame, WSMsgType.TEXT)
             while self._outbox and not self.ws.closed:
-                await self.ws.send_frame(self._outbox.popleft(), WSMsgType.TEXT)
+                frame = self._outbox.popleft()
+                self._outbox_bytes -= len(frame)
+                await self.ws.send_frame(frame, WSMsgType.TEXT)
+            drained = not self.ws.closed
         except (ConnectionError, RuntimeError):
             pass  # the socket is closing: its sessions expire unless the client comes back
         finally:
             self._outbox.clear()
-            self._writer = None
+            self._outbox_bytes = 0
+            # Set only when this coroutine had to wait (it then runs as a task).
+            waited, self._writer = self._writer is not None, None
+        if waited and drained:
+            self._on_drained(self)
+
+    async def drained(self) -> None:
+        """Wait until the frames given so far have gone to the kernel (or the socket closed)."""
+        writer = self._writer
+        if writer is not None:
+            await asyncio.wait([writer])
+
+    async def close(self, code: int, message: bytes, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Close with ``code``; a client that reads nothing (not even this) is cut off."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ws.close(code=code, message=message), timeout_s)
+        transport = self._transport
+        if transport is not None and transport.get_write_buffer_size():
+            transport.abort()  # a graceful close would wait for the client to read it all
 
 
 async def handle_websocket(
     request: web.Request,
     hub: Hub,
     options: TransportOptions,
-    sockets: set[web.WebSocketResponse],
+    sockets: set[WebSocketPeer],
 ) -> web.StreamResponse:
     if not request_origin_allowed(request, options):
         return error_response(403, "origin_forbidden", "this Origin is not allowed")
+    # writer_limit=0: after every frame aiohttp waits while the transport is paused (above
+    # the high-water mark), so the peer knows exactly when the socket is backed up.
     ws = web.WebSocketResponse(
-        max_msg_size=options.max_body_bytes, decode_text=False, autoping=True
+        max_msg_size=options.max_body_bytes, decode_text=False, autoping=True, writer_limit=0
     )
     await ws.prepare(request)
-    sockets.add(ws)
-    peer = WebSocketPeer(ws)
+    peer = WebSocketPeer(
+        ws,
+        request.transport,
+        high_water=options.ws_high_water_bytes,
+        on_drained=hub.ws_drained,
+    )
+    sockets.add(peer)
     who = Peer(
         transport="websocket",
         remote=request.remote,
@@ -93,12 +165,26 @@ async def handle_websocket(
             try:
                 batch = decode_batch(frame.data, max_messages=options.max_batch)
             except DecodeError as exc:
-                await ws.close(code=WSCloseCode.INVALID_TEXT, message=str(exc)[:120].encode())
+                await peer.close(WSCloseCode.INVALID_TEXT, _reason(exc))
                 break
             ctx = RequestContext(transport="websocket", browser_id=browser, batch_size=len(batch))
-            outcome = await hub.process(batch, ctx, who, ws=peer)
+            try:
+                outcome = await hub.process(batch, ctx, who, ws=peer)
+            except Exception:
+                # Our fault, not the client's: say so with a close frame, not a dropped socket.
+                log.exception("websocket_failed", sessions=sorted(peer.sessions))
+                await peer.close(WSCloseCode.INTERNAL_ERROR, b"internal error")
+                break
             peer.send(outcome.parts)
+            # A client that does not read its frames gets no further frame read either: what
+            # it sends meanwhile waits in its own socket, not in our memory.
+            await peer.drained()
     finally:
-        sockets.discard(ws)
+        sockets.discard(peer)
         hub.ws_closed(list(peer.sessions), peer)
     return ws
+
+
+def _reason(exc: Exception) -> bytes:
+    """A close reason: at most 123 bytes (RFC 6455 §5.5), plain ASCII so it is valid UTF-8."""
+    return str(exc).encode("ascii", "replace")[:123]

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from gateway.app import HUB
+
 from .client import STEP_TIMEOUT, LongPollingClient, WebSocketClient, is_event
 from .conftest import (
     AT_ONCE_S,
@@ -305,6 +307,39 @@ async def test_10_21_disconnect_releases_held_connect(
         assert message["successful"] is False, message
         assert message["error"] == SESSION_UNKNOWN
     assert [m for m in client.take_events() if is_event(m)] == []
+
+
+async def test_client_timeout_is_held_at_most_the_ceiling_by_default(
+    make_gateway: Any, open_client: OpenClient, transport: str
+) -> None:
+    """A client's ``advice.timeout`` of two minutes is held one minute at most (the default
+    ``bayeux.max_client_timeout_ms``): seen on the hold's deadline, not by waiting for it."""
+    server = await make_gateway()  # the built-in bayeux defaults
+    hub = server.app[HUB]
+    client = await open_client(server, transport)
+    await client.open_session()
+    held = asyncio.create_task(client.connect(advice={"timeout": 120_000}, within=120))
+    try:
+        await wait_held(server)
+        deadline = hub.hold_deadline(client.client_id)
+        assert deadline is not None
+        remaining = deadline - asyncio.get_running_loop().time()
+        assert 60 - STEP_TIMEOUT < remaining <= 60, remaining
+    finally:
+        held.cancel()
+
+
+async def test_client_timeout_above_the_ceiling_is_held_for_the_ceiling(
+    make_gateway: Any, open_client: OpenClient, transport: str
+) -> None:
+    ceiling_ms = 600
+    server = await make_gateway(**section(timeout_ms=300, max_client_timeout_ms=ceiling_ms))
+    client = await open_client(server, transport)
+    await client.open_session()
+    reply, elapsed = await timed(client.connect(advice={"timeout": 120_000}, within=HELD_TIMEOUT))
+    low, high = hold_window(ceiling_ms)
+    assert low <= elapsed <= high, f"held {elapsed:.3f}s, the ceiling is {ceiling_ms} ms"
+    assert reply["successful"] is True
 
 
 def test_config_defaults_used_here() -> None:

@@ -57,6 +57,10 @@ def test_every_option_has_help() -> None:
             "server.gc_full_interval_s: Expected `float` >= 0",
         ),
         ({"GATEWAY_CONFIG": "/nonexistent.toml"}, "cannot read config file /nonexistent.toml"),
+        (
+            {"GATEWAY_BAYEUX__TIMEOUT_MS": "90000"},
+            "bayeux.timeout_ms: longer than bayeux.max_client_timeout_ms (60000)",
+        ),
     ],
 )
 def test_bad_configuration_is_one_line_and_exit_2(env: dict[str, str], message: str) -> None:

@@ -16,13 +16,18 @@ json_values = st.recursive(
 )
 
 
-@given(st.binary(max_size=300))
-def test_arbitrary_bytes_raise_only_decode_error(body: bytes) -> None:
+def decodes_or_refuses(body: bytes) -> None:
+    """Messages (or Malformed entries), or DecodeError: never another exception."""
     try:
         result = decode_batch(body, max_messages=50)
     except DecodeError:
         return
     assert all(isinstance(m, Message | Malformed) for m in result)
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_raise_only_decode_error(body: bytes) -> None:
+    decodes_or_refuses(body)
 
 
 @given(st.lists(json_values, min_size=1, max_size=5))
@@ -44,6 +49,42 @@ def test_any_json_array_gives_one_entry_per_item(items: list[object]) -> None:
 def test_any_json_object_decodes_to_message_or_malformed(obj: dict[str, object]) -> None:
     (entry,) = decode_batch(msgspec.json.encode(obj), max_messages=1)
     assert isinstance(entry, Message | Malformed)
+
+
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from(["channel", "id", "clientId", "data", "ext"]), json_values),
+        min_size=1,
+        max_size=3,
+    ),
+    st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), min_size=1, max_size=3),
+)
+def test_mutated_batches_raise_only_decode_error(
+    batch: list[dict[str, object]], edits: list[tuple[int, int]]
+) -> None:
+    """A valid batch with a few bytes replaced (invalid UTF-8, broken JSON, wrong types)."""
+    body = bytearray(msgspec.json.encode(batch))
+    for at, byte in edits:
+        body[at % len(body)] = byte
+    decodes_or_refuses(bytes(body))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'[{"\xff":1,"channel":"/meta/connect","id":1.5}]', id="key-and-bad-id"),
+        pytest.param(b'[{"\xff":1,"channel":"/meta/connect"}]', id="unknown-key"),
+        pytest.param(b'[{"channel":"/a","data":"\xff"}]', id="in-data"),
+        pytest.param(b'{"channel":"/a","data":{"k":"\xc3"}}', id="truncated-in-data"),
+        pytest.param(b'[{"channel":"/a","ext":{"\xed\xa0\x80":1}}]', id="encoded-surrogate"),
+    ],
+)
+def test_invalid_utf8_anywhere_is_a_decode_error(body: bytes) -> None:
+    """msgspec skips unknown fields and keeps ``data`` raw without checking their UTF-8: the
+    decoder checks the whole body, so no invalid byte is answered with a 500 or forwarded to
+    subscribers inside an event."""
+    with pytest.raises(DecodeError, match="UTF-8"):
+        decode_batch(body, max_messages=10)
 
 
 def test_absent_data_and_null_data_differ() -> None:

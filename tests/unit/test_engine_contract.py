@@ -112,8 +112,11 @@ async def test_queue_keeps_order_and_drain_empties_it(factory: EngineFactory) ->
         await engine.publish("/x", f"m{i}".encode())
     assert await engine.deliver("c", b"direct")
     assert await engine.has_messages("c")
+    assert await engine.queued("c") == 6
     assert await engine.drain("c") == [b"m0", b"m1", b"m2", b"m3", b"m4", b"direct"]
     assert not await engine.has_messages("c")
+    assert await engine.queued("c") == 0
+    assert await engine.queued("nobody") == 0
     assert not await engine.deliver("nobody", b"x")
 
 
@@ -165,6 +168,7 @@ async def test_queue_overflow_policies(
     for frame in (b"1", b"2", b"3"):
         await engine.publish("/x", frame)
     assert recorder.overflows == [("slow", policy)]
+    assert await engine.queued("slow") == len(expected_queue)
     assert await engine.drain("slow") == expected_queue
     assert (await engine.get_session("slow") is not None) is session_left
     if not session_left:
