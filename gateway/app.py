@@ -119,7 +119,7 @@ def create_app(
     bayeux_routes = set(app.router.routes())
     contact.install(app, config, hub, sessions)
     for route in list(app.router.routes()):
-        if route not in bayeux_routes and route.method in ("GET", "POST"):
+        if route not in bayeux_routes and route.method in ("GET", "POST", "DELETE"):
             cors.add(route)  # the REST APIs, for desktops served from another origin
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_release_clients)
@@ -131,7 +131,7 @@ def _cors_defaults(config: Config) -> dict[str, aiohttp_cors.ResourceOptions]:
         allow_credentials=True,
         expose_headers="*",
         allow_headers=tuple(config.cors.allow_headers),
-        allow_methods=["POST", "GET", "OPTIONS"],
+        allow_methods=["POST", "GET", "DELETE", "OPTIONS"],
         max_age=config.cors.max_age_s,
     )
     return {origin: options for origin in config.cors.allow_origins}

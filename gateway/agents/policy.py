@@ -68,7 +68,7 @@ class AgentPolicy(SecurityPolicy):
         session = self.sessions.get(presented, self.clock_ms())
         if session is None:
             return _DENIED
-        return Grant(allowed=True, user=session.username)
+        return Grant(allowed=True, user=session.username, login=session.login_id)
 
     async def can_subscribe(self, session: SessionRecord, channel: str, message: Message) -> bool:
         return session.user is not None or not is_personal(channel)
