@@ -108,6 +108,10 @@ class AgentsConfig(_Section, frozen=True):
     demo: bool = False
 
 
+class PartnersConfig(_Section, frozen=True):
+    access_all: list[str] = msgspec.field(default_factory=list)
+
+
 class QueueDef(_Section, frozen=True):
     name: str
     channel: Literal["email", "chat"]
@@ -212,6 +216,7 @@ class Config(_Section, frozen=True):
     cors: CorsConfig = msgspec.field(default_factory=CorsConfig)
     engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
     agents: AgentsConfig = msgspec.field(default_factory=AgentsConfig)
+    partners: PartnersConfig = msgspec.field(default_factory=PartnersConfig)
     interactions: InteractionsConfig = msgspec.field(default_factory=InteractionsConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     mail: MailConfig = msgspec.field(default_factory=MailConfig)
@@ -275,6 +280,9 @@ HELP: dict[str, str] = {
     "agents.allow_anonymous_bayeux": "accept handshakes with no logged-in session (generic "
     "pub/sub outside /v2/me/**)",
     "agents.demo": "create a demo agent and partner token at start and print them",
+    "partners.access_all": "names of partners that see and act on every interaction (those "
+    "of other partners and from mail too); any other partner only on the ones it created, "
+    "and gets 404 for the rest",
     "interactions.invite_timeout_s": "an unanswered invitation is revoked and offered "
     "elsewhere after this",
     "interactions.queues": "routing queues: name, channel (email|chat), in_queues and "

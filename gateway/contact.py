@@ -74,6 +74,7 @@ def install(app: web.Application, config: Config, hub: Hub, sessions: Sessions) 
         sessions=sessions,
         directory=Directory.load(users_path(config)),
         agents=config.agents,
+        partners=config.partners,
         clock_ms=_wall_ms,
     )
     app[API] = ctx

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.agents.sessions import ApiSession, Sessions
 from gateway.agents.users import Directory, User, effective_capacity, effective_queues
-from gateway.config import AgentsConfig
+from gateway.config import AgentsConfig, PartnersConfig
 from gateway.interactions.service import InteractionService
 
 __all__ = ["API", "ApiContext"]
@@ -21,6 +21,7 @@ class ApiContext:
     sessions: Sessions
     directory: Directory
     agents: AgentsConfig
+    partners: PartnersConfig
     clock_ms: Callable[[], int]
 
     @property
