@@ -25,6 +25,7 @@ from gateway.config import Config
 from gateway.engines.base import Engine, OverflowPolicy, QueueLimits
 from gateway.engines.memory import MemoryEngine
 from gateway.hub import Hub
+from gateway.logs import AccessLog, EdgeLog
 from gateway.security import SecurityPolicy
 from gateway.transports.common import TransportOptions
 from gateway.transports.http import handle_jsonp, handle_post
@@ -73,7 +74,6 @@ def create_app(
     policy: SecurityPolicy | None = None,
     engine: Engine | None = None,
 ) -> web.Application:
-    app = web.Application(client_max_size=config.server.max_body_bytes)
     sessions = Sessions(int(config.agents.session_idle_timeout_s * 1000))
     if policy is None:
         policy = AgentPolicy(
@@ -90,6 +90,11 @@ def create_app(
         batch_window_ms=config.bayeux.batch_window_ms,
         max_flushes_per_s=config.bayeux.max_flushes_per_s,
         max_batch_window_ms=config.bayeux.max_batch_window_ms,
+    )
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes,
+        # aiohttp's error and access records without the request's bytes (gateway.logs)
+        handler_args={"logger": EdgeLog(hub.stats), "access_log_class": AccessLog},
     )
     app[HUB] = hub
     app[CONFIG] = config

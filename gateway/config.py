@@ -230,7 +230,8 @@ HELP: dict[str, str] = {
     "server.max_body_bytes": "largest HTTP body or websocket message accepted (413 above)",
     "server.max_batch": "most messages accepted in one request (400 above)",
     "server.shutdown_timeout_s": "how long a graceful shutdown waits for requests",
-    "server.access_log": "log every HTTP request",
+    "server.access_log": "log HTTP requests served by aiohttp, not by the long-polling fast "
+    "path (method, path without the query string, status, size, time)",
     "server.fast_http": "serve long-polling POSTs on the lean HTTP path (false: all through "
     "aiohttp)",
     "server.gc_freeze_interval_s": "freeze surviving objects out of Python's garbage "

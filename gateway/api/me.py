@@ -33,6 +33,7 @@ from gateway.api.common import gws, ok, read_object, refused, text_param
 from gateway.api.context import API, ApiContext
 from gateway.interactions.model import GwsError, Status
 from gateway.interactions.wire import channel_list, resource
+from gateway.logs import pseudonym
 
 __all__ = ["add_routes", "agent_session"]
 
@@ -101,7 +102,10 @@ async def get_me(request: web.Request) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         user = await loop.run_in_executor(None, ctx.directory.authenticate, username, password)
         if user is None:
-            log.info("login_failed", agent=username)
+            if ctx.directory.get(username) is not None:
+                log.info("login_failed", agent=username)  # a real agent, a wrong password
+            else:  # maybe a password typed into the user name field: never log the text
+                log.info("login_failed", unknown_user=pseudonym(username))
             return refused(
                 Status.NOT_AUTHENTICATED,
                 "Access denied: wrong user name or password",
