@@ -23,6 +23,8 @@ from gateway_process import Process
 from structlog.testing import capture_logs
 
 from gateway.app import HUB
+from gateway.security import Grant, Peer, SecurityPolicy
+from protocol import Message
 
 SECRETS = ("SECRET123", "BODYSECRET", "Hunter2Password", "TOKSECRET")
 JSONP_MESSAGE = quote('[{"channel":"/meta/handshake","ext":{"token":"TOKSECRET"}}]')
@@ -146,3 +148,22 @@ async def test_a_real_gateway_writes_no_secret_and_no_traceback_to_stderr(
     assert leaks(log) == [], log
     assert "Traceback" not in log and "ERROR" not in log, log
     assert "http_bad_request" in log and "login_failed" in log  # the events are there
+
+
+class BrokenPolicy(SecurityPolicy):
+    async def can_handshake(self, message: Message, peer: Peer) -> Grant:
+        raise RuntimeError("a bug of ours")
+
+
+async def test_our_own_failures_stay_errors_with_their_traceback(make_gateway: Any) -> None:
+    server = await make_gateway(policy=BrokenPolicy())
+    with capture_logs() as events:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(f"GET /cometd?jsonp=cb&message={JSONP_MESSAGE} HTTP/1.1\r\n".encode())
+        writer.write(b"Host: t\r\nConnection: close\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(65536), 5)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 500 ")
+    (failed,) = [e for e in events if e["event"] == "http_request_failed"]
+    assert failed["log_level"] == "error" and isinstance(failed["exc_info"], RuntimeError)
+    assert server.app[HUB].stats["http_errors"] == 1
