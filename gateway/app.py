@@ -25,6 +25,7 @@ from gateway.config import Config
 from gateway.engines.base import Engine, OverflowPolicy, QueueLimits
 from gateway.engines.memory import MemoryEngine
 from gateway.hub import Hub
+from gateway.logs import AccessLog, EdgeLog
 from gateway.security import SecurityPolicy
 from gateway.transports.common import TransportOptions
 from gateway.transports.http import handle_jsonp, handle_post, handle_preflight
@@ -74,7 +75,6 @@ def create_app(
     policy: SecurityPolicy | None = None,
     engine: Engine | None = None,
 ) -> web.Application:
-    app = web.Application(client_max_size=config.server.max_body_bytes)
     sessions = Sessions(int(config.agents.session_idle_timeout_s * 1000))
     if policy is None:
         policy = AgentPolicy(
@@ -91,6 +91,11 @@ def create_app(
         batch_window_ms=config.bayeux.batch_window_ms,
         max_flushes_per_s=config.bayeux.max_flushes_per_s,
         max_batch_window_ms=config.bayeux.max_batch_window_ms,
+    )
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes,
+        # aiohttp's error and access records without the request's bytes (gateway.logs)
+        handler_args={"logger": EdgeLog(hub.stats), "access_log_class": AccessLog},
     )
     app[HUB] = hub
     app[CONFIG] = config
@@ -129,7 +134,7 @@ def create_app(
     cors = aiohttp_cors.setup(app, defaults=_cors_defaults(config))
     contact.install(app, config, hub, sessions)
     for route in list(app.router.routes()):
-        if route not in bayeux_routes and route.method in ("GET", "POST"):
+        if route not in bayeux_routes and route.method in ("GET", "POST", "DELETE"):
             cors.add(route)  # the REST APIs, for desktops served from another origin
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_release_clients)
@@ -141,7 +146,7 @@ def _cors_defaults(config: Config) -> dict[str, aiohttp_cors.ResourceOptions]:
         allow_credentials=True,
         expose_headers="*",
         allow_headers=tuple(config.cors.allow_headers),
-        allow_methods=["POST", "GET", "OPTIONS"],
+        allow_methods=["POST", "GET", "DELETE", "OPTIONS"],
         max_age=config.cors.max_age_s,
     )
     return {origin: options for origin in config.cors.allow_origins}

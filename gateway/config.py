@@ -111,6 +111,10 @@ class AgentsConfig(_Section, frozen=True):
     demo: bool = False
 
 
+class PartnersConfig(_Section, frozen=True):
+    access_all: list[str] = msgspec.field(default_factory=list)
+
+
 class QueueDef(_Section, frozen=True):
     name: str
     channel: Literal["email", "chat"]
@@ -215,6 +219,7 @@ class Config(_Section, frozen=True):
     cors: CorsConfig = msgspec.field(default_factory=CorsConfig)
     engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
     agents: AgentsConfig = msgspec.field(default_factory=AgentsConfig)
+    partners: PartnersConfig = msgspec.field(default_factory=PartnersConfig)
     interactions: InteractionsConfig = msgspec.field(default_factory=InteractionsConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     mail: MailConfig = msgspec.field(default_factory=MailConfig)
@@ -228,7 +233,8 @@ HELP: dict[str, str] = {
     "server.max_body_bytes": "largest HTTP body or websocket message accepted (413 above)",
     "server.max_batch": "most messages accepted in one request (400 above)",
     "server.shutdown_timeout_s": "how long a graceful shutdown waits for requests",
-    "server.access_log": "log every HTTP request",
+    "server.access_log": "log every HTTP request, on both HTTP paths (method, path without the "
+    "query string, status, size, time)",
     "server.fast_http": "serve long-polling POSTs on the lean HTTP path (false: all through "
     "aiohttp)",
     "server.request_timeout_s": "time a request's head and body may take to arrive, from its "
@@ -285,6 +291,9 @@ HELP: dict[str, str] = {
     "agents.allow_anonymous_bayeux": "accept handshakes with no logged-in session (generic "
     "pub/sub outside /v2/me/**)",
     "agents.demo": "create a demo agent and partner token at start and print them",
+    "partners.access_all": "names of partners that see and act on every interaction (those "
+    "of other partners and from mail too); any other partner only on the ones it created, "
+    "and gets 404 for the rest",
     "interactions.invite_timeout_s": "an unanswered invitation is revoked and offered "
     "elsewhere after this",
     "interactions.queues": "routing queues: name, channel (email|chat), in_queues and "

@@ -3,8 +3,7 @@
 :func:`install` builds the pure center from the configuration, opens the store, restores
 what it holds (invitations go back to their queues), mounts ``/api/v2/me`` and
 ``/api/v2/interactions``, and runs the REST-session sweeper: a session idle past
-``agents.session_idle_timeout_s`` ends as EndContactCenterSession would, and its agent's
-CometD sessions are disconnected.
+``agents.session_idle_timeout_s`` ends as a logout does (:meth:`ApiContext.end_login`).
 """
 
 from __future__ import annotations
@@ -75,6 +74,7 @@ def install(app: web.Application, config: Config, hub: Hub, sessions: Sessions) 
         sessions=sessions,
         directory=Directory.load(users_path(config)),
         agents=config.agents,
+        partners=config.partners,
         clock_ms=_wall_ms,
     )
     app[API] = ctx
@@ -109,12 +109,6 @@ async def _sweep(ctx: ApiContext) -> None:
 
 
 async def end_idle_sessions(ctx: ApiContext) -> None:
-    service = ctx.service
-    for session in ctx.sessions.expire(ctx.clock_ms(), service.has_bayeux_session):
-        username = session.username
-        log.info("rest_session_expired", agent=username)
-        if ctx.sessions.of_user(username):
-            continue  # another live session of the same agent keeps them logged in
-        if service.center.has_agent(username):
-            await service.apply(service.center.end_session(username, ctx.clock_ms()))
-        await service.disconnect_agent(username)
+    for session in ctx.sessions.expire(ctx.clock_ms(), ctx.service.has_bayeux_session):
+        log.info("rest_session_expired", agent=session.username)
+        await ctx.end_login(session)

@@ -326,7 +326,7 @@ class Hub:
             return denied
         record = action.session
         if grant.user is not None:
-            record = msgspec.structs.replace(record, user=grant.user)
+            record = msgspec.structs.replace(record, user=grant.user, login=grant.login)
         expires = self.settings.expiry_after_connect(self._clock_ms())
         await self.engine.create_session(record, expires)
         if record.ack:

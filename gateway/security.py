@@ -33,10 +33,12 @@ class Peer(msgspec.Struct, frozen=True, kw_only=True):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Grant:
-    """A handshake decision.  ``user`` is attached to the session when granted."""
+    """A handshake decision.  ``user`` and ``login`` (which of the user's logins granted it,
+    so that ending that login can end its sessions) are attached to the session."""
 
     allowed: bool
     user: str | None = None
+    login: str | None = None
     advice: Advice | None = None
     ext: Mapping[str, object] | None = None
 

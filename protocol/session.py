@@ -50,7 +50,8 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
     ack: bool = False
     connected: bool = False
     transport: str = "long-polling"
-    user: str | None = None
+    user: str | None = None  # the agent the security policy bound the session to
+    login: str | None = None  # which of that agent's logins (an opaque handle, not a secret)
 
 
 @dataclass(slots=True)

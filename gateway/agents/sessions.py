@@ -4,7 +4,8 @@
 ``JSESSIONID`` as GWS names it) carries its id, and every POST/PUT/DELETE must send the
 session's token in ``X-CSRF-TOKEN``.  The same id works as ``ext.token`` in a CometD
 handshake, for clients that cannot share cookies between REST and CometD.  A session ends after
-``agents.session_idle_timeout_s`` with neither a request nor a live CometD session.
+``agents.session_idle_timeout_s`` with neither a request nor a live CometD session, or at once
+when the agent logs out.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ __all__ = ["ApiSession", "Sessions"]
 
 @dataclass(slots=True)
 class ApiSession:
-    id: str
+    id: str  # the secret: the cookie value, also accepted as a handshake's ext.token
     username: str
     csrf_token: str
     last_seen_ms: int
+    login_id: str  # names this login where the id must not appear (CometD session records)
 
     def csrf_ok(self, token: str | None) -> bool:
         return token is not None and hmac.compare_digest(token, self.csrf_token)
@@ -39,6 +41,7 @@ class Sessions:
             username=username,
             csrf_token=secrets.token_urlsafe(24),
             last_seen_ms=now_ms,
+            login_id=secrets.token_hex(8),
         )
         self._by_id[session.id] = session
         return session

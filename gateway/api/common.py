@@ -48,8 +48,8 @@ def gws(handler: Handler) -> Handler:
             return await handler(request)
         except GwsError as exc:
             return refused(exc.status, exc.message)
-        except web.HTTPException:
-            raise
+        except (web.HTTPException, ConnectionError):
+            raise  # a client that hung up is no failure of ours: aiohttp's edge log counts it
         except Exception:
             log.exception("api_failed", path=request.path, method=request.method)
             return refused(Status.INTERNAL, "internal error")
@@ -61,7 +61,10 @@ async def read_object(request: web.Request) -> dict[str, Any]:
     """The JSON object in the body, or :class:`GwsError` 10 saying what is wrong."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise GwsError(Status.INVALID_INPUT, f"body over {MAX_BODY} bytes")
-    raw = await request.content.read(MAX_BODY + 1)
+    try:
+        raw = await request.content.read(MAX_BODY + 1)
+    except web.RequestPayloadError:  # e.g. a chunked body that breaks off mid-chunk
+        raise GwsError(Status.INVALID_INPUT, "the request body is malformed") from None
     if len(raw) > MAX_BODY:
         raise GwsError(Status.INVALID_INPUT, f"body over {MAX_BODY} bytes")
     try:

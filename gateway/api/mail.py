@@ -3,7 +3,8 @@
 * ``GET /api/v2/me/interactions/{id}/attachments`` lists an agent's email's attachments
   (``index``, ``name``, ``size``, ``contentType``, ``uri``); ``.../attachments/{index}`` gives
   one, as it was sent.  Notifications carry only names and sizes (``userData``).
-* ``GET /api/v2/interactions/{id}/attachments[/{index}]``: the same for partners.
+* ``GET /api/v2/interactions/{id}/attachments[/{index}]``: the same for partners, of the
+  interactions they may see (:func:`gateway.api.partners.partner_interaction`).
 * ``GET /api/v2/mail`` (partners): each source's connection, what was received (offered,
   auto-replies not offered, quarantined), duplicates skipped, and the outbox by status with
   the failed replies and why.
@@ -17,7 +18,7 @@ from aiohttp import web
 
 from gateway.api.common import gws, ok
 from gateway.api.me import agent_session
-from gateway.api.partners import partner_of
+from gateway.api.partners import partner_interaction, partner_of
 from gateway.interactions.model import GwsError, Interaction, Status
 from gateway.mail import mime
 from gateway.mail.runtime import MAIL
@@ -44,10 +45,7 @@ async def _agent_interaction(request: web.Request) -> Interaction:
 
 
 async def _partner_interaction(request: web.Request) -> Interaction:
-    ctx, _ = partner_of(request)
-    ix = await ctx.service.get(request.match_info["id"])
-    if ix is None:
-        raise GwsError(Status.NOT_FOUND, "no such interaction")
+    _, _, ix = await partner_interaction(request)
     return ix
 
 

@@ -4,11 +4,16 @@
   token in ``X-CSRF-HEADER`` / ``X-CSRF-TOKEN``.  With ``?subresources=*`` the user object also
   carries ``channels`` and ``interactions``, everything a desktop needs to resync.
 * ``POST /api/v2/me`` ``StartContactCenterSession`` / ``EndContactCenterSession``.
+* ``POST /api/v2/me`` ``LogOut``, or ``DELETE /api/v2/me``: the login ends at once.  Its cookie
+  and ``ext.token`` stop working (401, status 20; a handshake gets ``403::handshake_denied``),
+  the CometD sessions it granted end (their next connect gets ``402::session_unknown``), and
+  when it was the agent's last login the contact-center session ends as
+  ``EndContactCenterSession`` does (invitations are revoked).
 * ``POST /api/v2/me/channels/{email|chat}`` ``Ready`` / ``NotReady`` (``reason`` optional).
 * ``GET /api/v2/me/interactions`` (``?fields=*`` for whole objects) and
   ``POST /api/v2/me/interactions/{id}`` with an ``operationName``.
 
-Every POST needs the session's CSRF token.  Operations answer ``{"statusCode": 0,
+Every POST and DELETE needs the session's CSRF token.  Operations answer ``{"statusCode": 0,
 "referenceId": n}``; their result arrives on ``/v2/me/*`` carrying the same ``referenceId``.
 Refusals use GWS status codes and change nothing.
 """
@@ -28,6 +33,7 @@ from gateway.api.common import gws, ok, read_object, refused, text_param
 from gateway.api.context import API, ApiContext
 from gateway.interactions.model import GwsError, Status
 from gateway.interactions.wire import channel_list, resource
+from gateway.logs import pseudonym
 
 __all__ = ["add_routes", "agent_session"]
 
@@ -39,6 +45,7 @@ CSRF_HEADER = "X-CSRF-TOKEN"
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v2/me", gws(get_me))
     app.router.add_post("/api/v2/me", gws(post_me))
+    app.router.add_delete("/api/v2/me", gws(delete_me))
     app.router.add_get("/api/v2/me/channels", gws(get_channels))
     app.router.add_post("/api/v2/me/channels/{channel}", gws(post_channel))
     app.router.add_get("/api/v2/me/interactions", gws(get_interactions))
@@ -95,7 +102,10 @@ async def get_me(request: web.Request) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         user = await loop.run_in_executor(None, ctx.directory.authenticate, username, password)
         if user is None:
-            log.info("login_failed", agent=username)
+            if ctx.directory.get(username) is not None:
+                log.info("login_failed", agent=username)  # a real agent, a wrong password
+            else:  # maybe a password typed into the user name field: never log the text
+                log.info("login_failed", unknown_user=pseudonym(username))
             return refused(
                 Status.NOT_AUTHENTICATED,
                 "Access denied: wrong user name or password",
@@ -132,6 +142,8 @@ async def post_me(request: web.Request) -> web.StreamResponse:
     ctx, session = agent_session(request, csrf=True)
     body = await read_object(request)
     operation = text_param(body, "operationName")
+    if operation == "LogOut":
+        return await _log_out(ctx, session)
     center, now = ctx.service.center, ctx.clock_ms()
     if operation == "StartContactCenterSession":
         channels = body.get("channels", [])
@@ -145,6 +157,19 @@ async def post_me(request: web.Request) -> web.StreamResponse:
     await ctx.service.apply(effects)
     log.info("contact_center_session", agent=session.username, operation=operation)
     return ok({"referenceId": effects.reference_id})
+
+
+async def delete_me(request: web.Request) -> web.StreamResponse:
+    ctx, session = agent_session(request, csrf=True)
+    return await _log_out(ctx, session)
+
+
+async def _log_out(ctx: ApiContext, session: ApiSession) -> web.StreamResponse:
+    await ctx.end_login(session)
+    log.info("logout", agent=session.username)
+    response = ok()
+    response.del_cookie(ctx.cookie_name, path="/")
+    return response
 
 
 async def get_channels(request: web.Request) -> web.StreamResponse:

@@ -2,6 +2,12 @@
 
 Every call needs ``Authorization: Bearer <partner token>`` (``gateway partners add``).
 
+Partners are isolated from each other: an interaction records the partner that created it, and
+only that partner sees and acts on it (``GET``, chat ``SendMessage`` / ``Leave``, attachments).
+Any other partner gets the answer an unknown id gets (404, status 6), so it cannot even learn
+that the interaction exists.  Partners named in ``partners.access_all`` (a supervisor's CRM)
+see and act on every interaction, those that came in by mail included.
+
 * ``POST /api/v2/interactions`` ``{"channel": "email"|"chat", "queue"?, "userData"?,
   "email"?: {"from", "fromPersonal", "to", "cc", "subject", "text", "messageId"},
   "nickname"?}`` creates an interaction in its queue (the first queue of its channel when
@@ -26,7 +32,7 @@ from gateway.interactions.machine import Kind
 from gateway.interactions.model import EmailContent, GwsError, Interaction, Status
 from gateway.interactions.wire import resource, transcript
 
-__all__ = ["add_routes", "partner_of"]
+__all__ = ["add_routes", "partner_interaction", "partner_of"]
 
 log = structlog.get_logger("gateway.api.partners")
 
@@ -44,6 +50,16 @@ def partner_of(request: web.Request) -> tuple[ApiContext, Partner]:
     if partner is None:
         raise GwsError(Status.NOT_AUTHENTICATED, "a partner token is required (Bearer)")
     return ctx, partner
+
+
+async def partner_interaction(request: web.Request) -> tuple[ApiContext, Partner, Interaction]:
+    """The interaction of the URL, if this request's partner may see it; else 404 (status 6),
+    the same as for an id that does not exist."""
+    ctx, partner = partner_of(request)
+    ix = await ctx.service.get(request.match_info["id"])
+    if ix is None or not (ix.partner == partner.name or partner.name in ctx.partners.access_all):
+        raise GwsError(Status.NOT_FOUND, "no such interaction")
+    return ctx, partner, ix
 
 
 def _addresses(value: Any, name: str) -> list[str]:
@@ -149,18 +165,15 @@ def _partner_view(ctx: ApiContext, ix: Interaction) -> dict[str, Any]:
 
 
 async def get_one(request: web.Request) -> web.StreamResponse:
-    ctx, _ = partner_of(request)
-    ix = await ctx.service.get(request.match_info["id"])
-    if ix is None:
-        raise GwsError(Status.NOT_FOUND, "no such interaction")
+    ctx, _, ix = await partner_interaction(request)
     return ok({"interaction": _partner_view(ctx, ix)})
 
 
 async def operate(request: web.Request) -> web.StreamResponse:
-    ctx, partner = partner_of(request)
+    ctx, partner, ix = await partner_interaction(request)
     body = await read_object(request)
     operation = text_param(body, "operationName")
-    interaction_id = request.match_info["id"]
+    interaction_id = ix.id
     center = ctx.service.center
     if operation == "SendMessage":
         text = text_param(body, "text")

@@ -164,8 +164,13 @@ class InteractionService:
     def has_bayeux_session(self, agent: str) -> bool:
         return bool(self._bayeux.get(agent))
 
-    async def disconnect_agent(self, agent: str) -> None:
+    async def disconnect_agent(self, agent: str, *, login: str | None = None) -> None:
+        """End the agent's CometD sessions: all of them, or those one login granted."""
         for client_id in list(self._bayeux.get(agent, ())):
+            if login is not None:
+                record = await self.hub.get_session(client_id)
+                if record is None or record.login != login:
+                    continue
             await self.hub.disconnect(client_id)
 
     # -- queries ------------------------------------------------------------------------------

@@ -34,7 +34,6 @@ stay for the next connect.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Iterable
 from email.utils import formatdate
@@ -59,7 +58,7 @@ from gateway.transports.http import (
 __all__ = ["FastHttpProtocol", "FastPath", "parse_cookies"]
 
 log = structlog.get_logger("gateway.fasthttp")
-access_log = logging.getLogger("aiohttp.access")
+http_log = structlog.get_logger("gateway.http")
 
 KEEPALIVE_S = 75.0
 MAX_HEAD = 16 * 1024
@@ -542,29 +541,29 @@ class FastHttpProtocol(asyncio.Protocol):
         transport.write(b"".join(head))
         if not keep_alive:
             transport.close()
-        if self.fast.access_log and access_log.isEnabledFor(logging.INFO):
+        if self.fast.access_log:
             self._log_access(answer, request)
 
     def _log_access(self, answer: Answer, request: _Head | None) -> None:
-        line = "-" if request is None else f"{request.method.decode()} {request.path}"
-        version = request.version if request is not None else "1.1"
-        headers = request.headers if request is not None else {}
-        access_log.info(
-            '%s "%s HTTP/%s" %d %d "%s"',
-            self._remote or "-",
-            line,
-            version,
-            answer.status,
-            len(answer.body),
-            headers.get("user-agent", "-"),
+        """The same ``http_request`` event as aiohttp's requests get (gateway.logs.AccessLog)."""
+        started = request.started if request is not None else None
+        http_log.info(
+            "http_request",
+            method=request.method.decode() if request is not None else None,
+            path=request.path.partition(";")[0] if request is not None else None,
+            status=answer.status,
+            size=len(answer.body),
+            ms=None if started is None else round((time.monotonic() - started) * 1000, 1),
+            remote=self._remote,
         )
 
     def _send_error(self, status: int, error: str, detail: str) -> None:
         self._answer(Answer(status, error_body(error, detail)), self._request, keep_alive=False)
 
     def _refuse(self, status: int, error: str, detail: str) -> None:
-        """A client's fault in the framing: answer once, close, log one line."""
-        log.info("http_request_refused", status=status, error=error, remote=self._remote)
+        """A client's fault in the framing: answer once, close, one counted line."""
+        self.fast.hub.stats["http_bad_requests"] += 1
+        http_log.info("http_bad_request", status=status, error=error, remote=self._remote)
         self._buffer.clear()
         self._send_error(status, error, detail)
 
@@ -596,7 +595,10 @@ class FastHttpProtocol(asyncio.Protocol):
                 self._watcher = None  # a websocket (or another protocol) from here on
                 self.deadline = None
             except httptools.HttpParserError as exc:
-                log.info("http_request_refused", status=400, error=_reason(exc), delegated=True)
+                self.fast.hub.stats["http_bad_requests"] += 1
+                http_log.info(
+                    "http_bad_request", status=400, error=_reason(exc), remote=self._remote
+                )
                 self._watcher = None
                 self.deadline = None
                 if self.transport is not None:
@@ -625,6 +627,7 @@ class _Head:
         "method",
         "origin",
         "path",
+        "started",
         "upgrade",
         "version",
     )
@@ -639,6 +642,7 @@ class _Head:
         keep_alive: bool,
         upgrade: bool,
     ) -> None:
+        self.started = time.monotonic()
         self.method = method
         self.path = url.partition(b"?")[0].decode("ascii")  # llhttp lets only ASCII through
         self.headers = headers

@@ -155,7 +155,10 @@ def _response(answer: Answer, request: web.Request, options: TransportOptions) -
 async def handle_post(request: web.Request, hub: Hub, options: TransportOptions) -> web.Response:
     if not request_origin_allowed(request, options):
         return _response(FORBIDDEN_ORIGIN, request, options)
-    body = await read_body(request, options.max_body_bytes)
+    try:
+        body = await read_body(request, options.max_body_bytes)
+    except web.RequestPayloadError:  # the client's fault (a broken chunked body), not ours
+        return error_response(400, "invalid_body", "the request body is malformed")
     if body is None:
         return _response(too_large(options), request, options)
     answer = await long_polling(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
 import pytest
 from conformance.client import LongPollingClient
+from yarl import URL
 
 from contact.conftest import MakeCenter
 from contact.desktop import Desktop
@@ -109,6 +111,40 @@ async def test_anonymous_sessions_when_allowed_stay_out_of_v2_me(make_center: Ma
         assert allowed["successful"] is True
     finally:
         await anonymous.close()
+
+
+async def test_a_presented_credential_must_be_valid_even_when_anonymous_is_allowed(
+    make_center: MakeCenter,
+) -> None:
+    """Anonymous means "no credential": a token or session cookie that names no live login
+    (made up, or expired) is refused instead of silently becoming an anonymous session."""
+    center = await make_center(
+        agents={"allow_anonymous_bayeux": True, "session_idle_timeout_s": 0.5}
+    )
+    mount = center.base + "/api/v2/notifications"
+    d = Desktop(center.base, "agent1")
+    center.desktops.append(d)
+    await d.login()
+    expired = next(c.value for c in d.http.cookie_jar if c.key == "JSESSIONID")
+    await asyncio.sleep(0.8)  # past the idle timeout: this login has ended
+    by_cookie = LongPollingClient(mount)
+    by_cookie.jar.update_cookies({"JSESSIONID": "not-a-session"}, URL(center.base))
+    plain = LongPollingClient(mount)
+    try:
+        for client, ext in (
+            (plain, {"token": "not-a-session"}),
+            (plain, {"token": expired}),
+            (plain, {"token": 12345}),
+            (by_cookie, None),
+        ):
+            reply = await client.handshake(ext=ext) if ext else await client.handshake()
+            assert reply["successful"] is False, (ext, reply)
+            assert reply["error"] == "403::handshake_denied"
+            assert reply["advice"]["reconnect"] == "none"
+        assert (await plain.handshake())["successful"] is True  # no credential: anonymous
+    finally:
+        await by_cookie.close()
+        await plain.close()
 
 
 @pytest.mark.parametrize(

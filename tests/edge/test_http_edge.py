@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import socket
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from gateway.app import HUB
 from gateway.server import RunningGateway
@@ -374,17 +374,16 @@ async def test_both_paths_send_the_same_answer_headers(make_gateway: Any) -> Non
 
 
 @FAST
-async def test_bayeux_posts_get_an_access_log_line(
-    make_gateway: Any, fast_http: bool, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_bayeux_posts_get_an_access_log_line(make_gateway: Any, fast_http: bool) -> None:
     server = await make_gateway(server={"fast_http": fast_http, "access_log": True})
-    with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+    with capture_logs() as events:
         await still_serves(server)
         for _ in range(50):
-            if caplog.records:
+            if any(e["event"] == "http_request" for e in events):
                 break
             await asyncio.sleep(0.02)
-    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    lines = [e for e in events if e["event"] == "http_request"]
     assert len(lines) == 1
-    assert "POST /cometd" in lines[0]
-    assert " 200 " in lines[0]
+    assert lines[0]["method"] == "POST"
+    assert lines[0]["path"] == "/cometd"
+    assert lines[0]["status"] == 200
