@@ -195,3 +195,25 @@ async def test_partner_api_needs_a_partner_token(make_center: MakeCenter) -> Non
         ) as r,
     ):
         assert r.status == 401 and (await r.json())["statusCode"] == 20
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"Authorization": "Bearer stale-token"}, "this partner token is not valid"),
+        ({}, "a partner token is required"),
+        ({"Authorization": "Basic YTpi"}, "a partner token is required"),
+    ],
+    ids=["unknown-token", "no-header", "not-bearer"],
+)
+async def test_partner_refusal_says_whether_the_token_is_missing_or_not_valid(
+    make_center: MakeCenter, headers: dict[str, str], message: str
+) -> None:
+    center = await make_center()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(center.base + "/api/v2/interactions/0000X", headers=headers) as r,
+    ):
+        body = await r.json()
+    assert r.status == 401 and body["statusCode"] == 20
+    assert body["statusMessage"].startswith(message), body
