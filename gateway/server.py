@@ -135,7 +135,8 @@ def _print_demo(demo: Demo, base: str) -> None:
         "demo agent:   "
         f"{demo.agent} / {password}  (log in: curl -u {demo.agent}:{password} {base}/api/v2/me)\n"
         f"demo partner: Authorization: Bearer {demo.partner_token}\n"
-        "             (create an email: see README, 'Try it')",
+        f"              (the same at every start, kept in {demo.token_file}; "
+        "create an email: README, 'Try it')",
         flush=True,
     )
 
