@@ -1,8 +1,10 @@
-"""`gateway serve --demo` prints a demo agent and a partner token that work."""
+"""`gateway serve --demo` prints a demo agent, a partner token and commands that work."""
 
 from __future__ import annotations
 
+import shlex
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from gateway.agents.demo import DEMO_AGENT, DEMO_PASSWORD, DEMO_TOKEN_FILE, prepare_demo
 from gateway.agents.users import Directory
 from gateway.config import load_config
+from gateway.server import gateway_command
 
 
 def test_demo_adds_the_agent_once_and_keeps_the_partner_token_across_starts(
@@ -50,6 +53,18 @@ def test_a_token_file_that_no_longer_matches_gets_a_new_token(tmp_path: Path, ch
     assert new != old and directory.partner_for_token(new) is not None
     assert directory.partner_for_token(old) is None
     assert token_file.read_text() == new + "\n"
+
+
+def test_the_printed_gateway_command_is_the_one_that_was_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "my venv" / "bin" / "gateway"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    monkeypatch.setattr(sys, "argv", [str(script), "serve", "--demo"])
+    assert gateway_command() == f"'{script}'"
+    monkeypatch.setattr(sys, "argv", ["/src/gateway/__main__.py", "serve", "--demo"])
+    assert gateway_command() == f"{shlex.quote(sys.executable)} -m gateway"
 
 
 def test_demo_does_not_claim_a_password_it_did_not_set(tmp_path: Path) -> None:
