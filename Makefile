@@ -1,29 +1,42 @@
-# One command each: `make run` starts the gateway, `make test` installs what the tests need and
-# runs them, `make check` adds lint and types, `make bench` compares against Faye.
+# One command each: `make run` installs what running needs (a venv with the package, nothing
+# else) and starts the gateway; `make test` installs everything the tests need and runs them,
+# `make check` adds lint and types, `make bench` compares against Faye.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed
 NODE_TESTS := tests/node
 NODE_BENCH := bench/faye
-APT_PACKAGES := nodejs npm
 
-.PHONY: install run test check lint types bench bench-quick clean system-deps node-deps
+.PHONY: install run test check lint types bench bench-quick clean python-venv system-deps node-deps
 
-install: $(STAMP) node-deps
+install: $(DEV_STAMP) node-deps
+
+# Running needs Python's venv module only (Debian's python3-venv); apt only when root and
+# only when it is missing.
+python-venv:
+	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing: python3-venv"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      -o DPkg::Lock::Timeout=300 python3-venv; \
+	  else \
+	    echo "missing system package: python3-venv (run as root or install it)"; exit 1; \
+	  fi; \
+	fi
 
 # System packages the tests need (apt, only when root and only what is missing): Node for the
 # CometD JS client and Faye, Dovecot for the real IMAP server of the mail tests.  Packages'
 # postinst scripts start no system service here (no init; policy-rc.d), and the tests start
 # their own throwaway instances on free loopback ports.
-system-deps:
+system-deps: python-venv
 	@missing=""; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
 	[ -x /usr/sbin/dovecot ] || command -v dovecot >/dev/null || missing="$$missing dovecot-imapd"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
-	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
@@ -34,11 +47,17 @@ system-deps:
 	  fi; \
 	fi
 
-$(STAMP): pyproject.toml | system-deps
+# The runtime: the package and its dependencies, no dev extras.
+$(RUN_STAMP): pyproject.toml | python-venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $(RUN_STAMP)
+
+# Everything the tests, lint and types need on top.
+$(DEV_STAMP): $(RUN_STAMP) | system-deps
 	$(BIN)/pip install -q -e '.[dev]'
-	touch $(STAMP)
+	touch $(DEV_STAMP)
 
 node-deps: system-deps
 	@for dir in $(NODE_TESTS) $(NODE_BENCH); do \
@@ -47,17 +66,17 @@ node-deps: system-deps
 	  fi; \
 	done
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/gateway serve --demo
 
 test: install
 	$(BIN)/pytest
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check protocol gateway tests bench examples
 	$(BIN)/ruff format --check protocol gateway tests bench examples
 
-types: $(STAMP)
+types: $(DEV_STAMP)
 	$(BIN)/mypy
 
 check: lint types test

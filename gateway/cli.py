@@ -22,6 +22,7 @@ from gateway.agents.users import (
     users_path,
 )
 from gateway.config import Config, ConfigError, describe, load_config
+from gateway.datadir import DataDirInUse, DataDirLock
 
 __all__ = ["main"]
 
@@ -425,11 +426,23 @@ def _demo(args: argparse.Namespace, config: Config) -> int:
 def serve(config: Config) -> int:
     from gateway.server import run
 
+    lock = DataDirLock(config.store.data_dir)
     try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return asyncio.run(run(config))
-    return uvloop.run(run(config))
+        lock.acquire()
+    except DataDirInUse as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"gateway: cannot lock {lock.path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:  # held for the gateway's life; the kernel drops it however the process ends
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+            return asyncio.run(run(config))
+        return uvloop.run(run(config))
+    finally:
+        lock.release()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from gateway import tomlout
+
 __all__ = ["Config", "ConfigError", "describe", "load_config"]
 
 ENV_PREFIX = "GATEWAY_"
@@ -451,30 +453,45 @@ def _check_secret(
         raise ConfigError(f"{where}: environment variable {server.password_env} is not set")
 
 
-_SECRET_KEYS = ("password",)
-
-
-def _masked(value: Any) -> Any:
-    """The value as ``gateway config`` prints it: passwords replaced by ``***``."""
-    raw = msgspec.to_builtins(value)
-    if isinstance(raw, list):
-        for item in raw:
-            if isinstance(item, dict):
-                for key in _SECRET_KEYS:
-                    if item.get(key):
-                        item[key] = "***"
-    return raw
+_SECRET_KEYS = frozenset({"password"})
 
 
 def describe(config: Config | None = None) -> str:
-    """Every option with its value (default unless ``config`` is given) and meaning."""
+    """Every option with its value (default unless ``config`` is given) and meaning, as TOML
+    that :func:`load_config` reads back to the same configuration.
+
+    Options that are not set (TOML has no null) and passwords are written as comments, so
+    the text never shows a password, and a file made from it needs them given again.
+    Lists of tables (``interactions.queues``, ``mail.sources``, ``mail.senders``) follow
+    their section as ``[[section.key]]`` tables.
+    """
     config = config or Config()
     lines = []
     for section_name in Config.__struct_fields__:
         section = getattr(config, section_name)
         lines.append(f"[{section_name}]")
+        tables: list[tuple[str, list[msgspec.Struct]]] = []
         for key in type(section).__struct_fields__:
-            value = msgspec.json.encode(_masked(getattr(section, key))).decode()
+            value = getattr(section, key)
             meaning = HELP.get(f"{section_name}.{key}", "")
-            lines.append(f"  {key} = {value}    # {meaning}")
-    return "\n".join(lines)
+            if value and isinstance(value, list) and isinstance(value[0], msgspec.Struct):
+                tables.append((key, value))
+                lines.append(f"  # {key}: the [[{section_name}.{key}]] tables below    # {meaning}")
+            else:
+                lines.append(_toml_line(key, value, meaning))
+        for key, items in tables:
+            for item in items:
+                lines.append(f"\n[[{section_name}.{key}]]")
+                fields = sorted(type(item).__struct_fields__, key=lambda k: k != "name")
+                lines.extend(_toml_line(k, getattr(item, k)) for k in fields)  # name first
+        lines.append("")
+    return "\n".join(lines).rstrip("\n")
+
+
+def _toml_line(key: str, value: Any, meaning: str = "") -> str:
+    comment = f"    # {meaning}" if meaning else ""
+    if value is None:
+        return f"  # {key} = (not set){comment}"
+    if key in _SECRET_KEYS and value:
+        return f"  # {key} = (set; gateway config never prints a password){comment}"
+    return f"  {tomlout.key(key)} = {tomlout.value(msgspec.to_builtins(value))}{comment}"

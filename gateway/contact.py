@@ -19,7 +19,7 @@ import structlog
 from aiohttp import web
 
 from gateway.agents.sessions import Sessions
-from gateway.agents.users import Directory, users_path
+from gateway.agents.users import ReloadingDirectory, users_path
 from gateway.api import mail as mail_api
 from gateway.api import me, partners
 from gateway.api.context import API, ApiContext
@@ -72,7 +72,7 @@ def install(app: web.Application, config: Config, hub: Hub, sessions: Sessions) 
     ctx = ApiContext(
         service=service,
         sessions=sessions,
-        directory=Directory.load(users_path(config)),
+        directory=ReloadingDirectory(users_path(config)),
         agents=config.agents,
         partners=config.partners,
         clock_ms=_wall_ms,

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -136,7 +138,8 @@ def _print_demo(demo: Demo, base: str) -> None:
         "demo agent:   "
         f"{demo.agent} / {password}  (log in: curl -u {demo.agent}:{password} {base}/api/v2/me)\n"
         f"demo partner: Authorization: Bearer {demo.partner_token}\n"
-        "             (create an email: see README, 'Try it')",
+        f"              (the same at every start, kept in {demo.token_file}; "
+        "create an email: README, 'Try it')",
         flush=True,
     )
 
@@ -152,15 +155,26 @@ def _print_demo_mail(app: web.Application) -> None:
     defaults = MailConfig()
     smtp = f" --smtp-port {mail.smtp_port}" if mail.smtp_port != defaults.demo_smtp_port else ""
     imap = f" --imap-port {mail.imap_port}" if mail.imap_port != defaults.demo_imap_port else ""
+    gateway = gateway_command()
     print(
         f"demo mail:    {SUPPORT_ADDRESS} feeds the email queue "
         f"(IMAP 127.0.0.1:{mail.imap_port}, login support / support)\n"
         f"              SMTP 127.0.0.1:{mail.smtp_port} takes mail for it and for "
         f"{CUSTOMER_ADDRESS} (IMAP login customer / customer)\n"
-        f"              a customer writes:  gateway demo send-mail{smtp} [--subject S --text T]\n"
-        f"              replies arrive:     gateway demo inbox{imap}",
+        f"              a customer writes:  {gateway} demo send-mail{smtp} [--subject S --text T]\n"
+        f"              replies arrive:     {gateway} demo inbox{imap}",
         flush=True,
     )
+
+
+def gateway_command() -> str:
+    """The ``gateway`` command as the user can type it where they started this one: the script
+    as it was run (``.venv/bin/gateway`` under ``make run``, which is not on PATH), or this
+    interpreter with ``-m gateway``."""
+    script = Path(sys.argv[0])
+    if script.name == "gateway" and script.is_file():
+        return shlex.quote(sys.argv[0])
+    return f"{shlex.quote(sys.executable)} -m gateway"
 
 
 def _aiohttp_protocol(runner: web.AppRunner) -> asyncio.Protocol:

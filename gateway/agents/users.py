@@ -23,6 +23,10 @@ Rules:
 
 Verifying a password costs tens of milliseconds of CPU with the library's default parameters:
 an asyncio caller runs :meth:`Directory.authenticate` in an executor.
+
+The running gateway reads the file through :class:`ReloadingDirectory`, which reads it again
+when it changes: ``gateway users add`` and ``gateway partners add|remove`` take effect
+without a restart.
 """
 
 from __future__ import annotations
@@ -34,11 +38,14 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated
 
 import msgspec
+import structlog
 from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -47,6 +54,7 @@ from gateway.config import AgentsConfig, Config
 __all__ = [
     "Directory",
     "Partner",
+    "ReloadingDirectory",
     "User",
     "UsersFileError",
     "check_name",
@@ -64,6 +72,8 @@ UserId = Annotated[str, msgspec.Meta(pattern=r"\A[0-9A-F]{16}\Z")]
 Argon2Hash = Annotated[str, msgspec.Meta(pattern=r"\A\$argon2(id|i|d)\$")]
 Sha256Hex = Annotated[str, msgspec.Meta(pattern=r"\A[0-9a-f]{64}\Z")]
 Count = Annotated[int, msgspec.Meta(ge=0)]
+
+log = structlog.get_logger("gateway.agents.users")
 
 _SECRET_FIELDS = frozenset({"password_hash", "token_sha256"})
 
@@ -295,6 +305,86 @@ class Directory:
         if key not in _dummy_hashes:
             _dummy_hashes[key] = hasher.hash(_DUMMY_PASSWORD)
         return _dummy_hashes[key]
+
+
+class ReloadingDirectory(Directory):
+    """The users file as the running gateway sees it: read again when it changes on disk.
+
+    Before a lookup the file's inode, size and modification time are compared with what was
+    read, at most once per ``min_interval_s``; and at once when a lookup finds nobody, so an
+    agent or partner just added is known at their first attempt.  Someone removed may go on
+    for up to ``min_interval_s``.  A file that cannot be read or parsed leaves the last good
+    directory in place; that is logged once per change of the file.
+
+    :meth:`authenticate` runs in executor threads: a lock keeps to one reload at a time, and a
+    reload replaces the tables whole, so a lookup sees the old ones or the new ones.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        min_interval_s: float = 1.0,
+    ) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._min_interval_s = min_interval_s
+        self._lock = threading.Lock()
+        self._stamp = _stamp(self.path)  # before reading: a change in between is seen later
+        loaded = Directory.load(self.path)
+        super().__init__(loaded.users, loaded.partners)
+        self._checked_at = clock()
+
+    def get(self, username: str) -> User | None:
+        self.refresh()
+        user = super().get(username)
+        if user is None and self.refresh(force=True):
+            user = super().get(username)
+        return user
+
+    def authenticate(self, username: str, password: str) -> User | None:
+        self.refresh()
+        if username not in self._users:
+            self.refresh(force=True)
+        return super().authenticate(username, password)
+
+    def partner_for_token(self, token: str) -> Partner | None:
+        self.refresh()
+        partner = super().partner_for_token(token)
+        if partner is None and self.refresh(force=True):
+            partner = super().partner_for_token(token)
+        return partner
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Read the file again if it changed (checked at most once per interval unless
+        ``force``); whether it was read."""
+        now = self._clock()
+        if not force and now - self._checked_at < self._min_interval_s:
+            return False
+        with self._lock:
+            self._checked_at = now
+            stamp = _stamp(self.path)
+            if stamp == self._stamp:
+                return False
+            self._stamp = stamp  # a broken file is read, and logged, once
+            try:
+                loaded = Directory.load(self.path)
+            except UsersFileError as exc:
+                log.warning("users_file_not_reloaded", error=str(exc))
+                return False
+            self._users, self._ids, self._partners = loaded._users, loaded._ids, loaded._partners
+        log.info("users_file_reloaded", agents=len(self._users), partners=len(self._partners))
+        return True
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when the file is replaced or written: inode, size, mtime (ns)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _verify(password_hash: str, password: str) -> bool:

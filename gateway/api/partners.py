@@ -48,7 +48,12 @@ def partner_of(request: web.Request) -> tuple[ApiContext, Partner]:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     partner = ctx.directory.partner_for_token(token.strip()) if scheme.lower() == "bearer" else None
     if partner is None:
-        raise GwsError(Status.NOT_AUTHENTICATED, "a partner token is required (Bearer)")
+        raise GwsError(
+            Status.NOT_AUTHENTICATED,
+            "this partner token is not valid (unknown or revoked)"
+            if scheme.lower() == "bearer" and token.strip()
+            else "a partner token is required (Authorization: Bearer <token>)",
+        )
     return ctx, partner
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -11,7 +14,9 @@ from conformance.client import LongPollingClient
 from yarl import URL
 
 from contact.conftest import MakeCenter
-from contact.desktop import Desktop
+from contact.desktop import PASSWORD, Desktop
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_login_sets_cookie_and_csrf_and_returns_the_user(make_center: MakeCenter) -> None:
@@ -231,3 +236,51 @@ async def test_partner_api_needs_a_partner_token(make_center: MakeCenter) -> Non
         ) as r,
     ):
         assert r.status == 401 and (await r.json())["statusCode"] == 20
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"Authorization": "Bearer stale-token"}, "this partner token is not valid"),
+        ({}, "a partner token is required"),
+        ({"Authorization": "Basic YTpi"}, "a partner token is required"),
+    ],
+    ids=["unknown-token", "no-header", "not-bearer"],
+)
+async def test_partner_refusal_says_whether_the_token_is_missing_or_not_valid(
+    make_center: MakeCenter, headers: dict[str, str], message: str
+) -> None:
+    center = await make_center()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(center.base + "/api/v2/interactions/0000X", headers=headers) as r,
+    ):
+        body = await r.json()
+    assert r.status == 401 and body["statusCode"] == 20
+    assert body["statusMessage"].startswith(message), body
+
+
+async def test_an_agent_added_while_the_gateway_runs_logs_in_without_a_restart(
+    make_center: MakeCenter,
+) -> None:
+    center = await make_center()
+    added = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        "users",
+        "add",
+        "newcomer",
+        "--password-stdin",
+        cwd=ROOT,
+        env={**os.environ, "GATEWAY_STORE__DATA_DIR": str(center.data_dir)},
+        stdin=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    _, err = await added.communicate(PASSWORD.encode() + b"\n")
+    assert added.returncode == 0, err
+    d = Desktop(center.base, "newcomer")
+    center.desktops.append(d)
+    status, body = await d.login()
+    assert status == 200 and body["user"]["userName"] == "newcomer", body

@@ -7,12 +7,16 @@ import signal
 import socket
 import subprocess
 import sys
+import tomllib
 import urllib.request
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gateway.config import HELP, Config, ConfigError, load_config
+from gateway import tomlout
+from gateway.config import HELP, Config, ConfigError, describe, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +36,8 @@ def test_serve_help_explains_every_option() -> None:
     out = gateway("serve", "--help").stdout
     for key in HELP:
         name = key.split(".")[1]
-        assert f"  {name} = " in out, key
+        # a value, or a comment for an option not set or a list of [[tables]] below
+        assert f"  {name} = " in out or f"  # {name}" in out, key
     assert "GATEWAY_<SECTION>__<KEY>" in out
 
 
@@ -116,3 +121,103 @@ def test_serve_starts_prints_where_to_connect_and_stops_on_sigterm(tmp_path: Pat
         assert proc.wait(timeout=15) == 0
     _, err = proc.communicate()
     assert '"event": "listening"' in err
+
+
+# Every kind of value the configuration holds, none of them the default: strings that need
+# escapes, a key that needs quotes, an option that is set where the default is not, floats
+# in exponent form, lists of [[tables]] with every field given.
+EVERYTHING = r"""
+[server]
+mounts = ["/bayeux"]
+shutdown_timeout_s = 0.25
+[bayeux]
+connection_types = ["websocket"]
+[cookie]
+max_age_s = 3600
+same_site = "Strict"
+[cors]
+allow_origins = ["https://desk.example", "*"]
+[agents]
+default_capacity = {email = 2, "chat room" = 0}
+[interactions]
+invite_timeout_s = 1e-3
+[[interactions.queues]]
+name = "Mail"
+channel = "email"
+in_queues = ["__STOP__"]
+[[interactions.queues]]
+name = "Chat \"VIP\""
+channel = "chat"
+[mail]
+message_id_domain = "mx.example"
+retry_for_s = 1e20
+[[mail.sources]]
+name = "support"
+queue = "Mail"
+username = "support@example.com"
+password_env = "SUPPORT_IMAP_PASSWORD"
+output_folder = ""
+acknowledge = true
+acknowledge_text = "Thanks!\n\tWe\\ll answer \"soon\" \u00e9\u0007\u007f"
+sender = "out"
+[[mail.senders]]
+name = "out"
+tls = "none"
+oauth_token_command = "/usr/local/bin/token --for 'smtp'"
+queues = ["Mail"]
+"""
+
+
+def test_gateway_config_prints_toml_that_loads_back_the_same(tmp_path: Path) -> None:
+    env = {"SUPPORT_IMAP_PASSWORD": "secret"}
+    source = tmp_path / "in.toml"
+    source.write_text(EVERYTHING)
+    config = load_config(source, env=env)
+    printed = tmp_path / "printed.toml"
+    printed.write_text(describe(config))
+    assert load_config(printed, env=env) == config
+    assert "null" not in printed.read_text()
+    assert tomllib.loads(describe()) == tomllib.loads(describe(Config()))
+    assert load_config(_written(tmp_path, describe()), env={}) == Config()
+
+
+def test_gateway_config_command_output_is_the_configuration(tmp_path: Path) -> None:
+    source = tmp_path / "in.toml"
+    source.write_text(EVERYTHING)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["SUPPORT_IMAP_PASSWORD"] = "secret"
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "config", "--config", str(source)],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    printed = _written(tmp_path, result.stdout)
+    assert load_config(printed, env=env) == load_config(source, env=env)
+
+
+def test_gateway_config_never_prints_a_password(tmp_path: Path) -> None:
+    source = tmp_path / "in.toml"
+    source.write_text(
+        "[[mail.senders]]\nname = 'out'\nusername = 'me'\npassword = 'hunter2-secret'\n"
+    )
+    text = describe(load_config(source, env={}))
+    assert "hunter2" not in text
+    assert "  # password = (set; gateway config never prints a password)" in text
+    [sender] = tomllib.loads(text)["mail"]["senders"]
+    assert sender["username"] == "me" and "password" not in sender  # to be given again
+
+
+@given(st.text(), st.text(min_size=1), st.floats(allow_nan=False))
+def test_toml_values_read_back_equal(text: str, name: str, number: float) -> None:
+    document = f"v = {tomlout.value([text, number])}\nt = {tomlout.value({name: text})}"
+    assert tomllib.loads(document) == {"v": [text, number], "t": {name: text}}
+
+
+def _written(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "out.toml"
+    path.write_text(text)
+    return path

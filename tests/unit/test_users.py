@@ -14,11 +14,13 @@ from pathlib import Path
 import msgspec
 import pytest
 from argon2 import PasswordHasher, extract_parameters
+from structlog.testing import capture_logs
 
 from gateway import cli
 from gateway.agents import users
 from gateway.agents.users import (
     Directory,
+    ReloadingDirectory,
     User,
     UsersFileError,
     effective_capacity,
@@ -282,6 +284,88 @@ def test_users_path_and_effective_values(tmp_path: Path) -> None:
     assert effective_queues(agent2, config.agents) == config.agents.default_queues
     assert effective_capacity(agent1, config.agents) == {"email": 2, "chat": 3}
     assert effective_capacity(agent2, config.agents) == {"email": 1, "chat": 3}
+
+
+# --- the running gateway's view: the file read again when it changes ----------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def add_to_file(path: Path, username: str) -> None:
+    """What `gateway users add` does while the gateway runs."""
+    directory = Directory.load(path)
+    directory.add_user(username, PASSWORD, hasher=CHEAP)
+    directory.save(path)
+
+
+def test_an_agent_added_to_the_file_is_known_at_their_first_login(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    make_directory().save(path)
+    clock = Clock()
+    live = ReloadingDirectory(path, clock=clock)
+    add_to_file(path, "newcomer")
+    # no time has passed: the miss itself makes it look at the file
+    assert live.authenticate("newcomer", PASSWORD) is not None
+    assert live.get("newcomer") is not None
+    assert live.authenticate("agent1", PASSWORD) is not None  # the others are still there
+
+
+def test_a_removal_takes_effect_within_the_interval(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    make_directory().save(path)
+    clock = Clock()
+    live = ReloadingDirectory(path, clock=clock, min_interval_s=1.0)
+    changed = Directory.load(path)
+    changed.remove_user("agent1")
+    changed.save(path)
+    clock.now += 0.5
+    assert live.get("agent1") is not None  # not looked at again yet
+    clock.now += 0.5
+    assert live.get("agent1") is None
+    assert live.authenticate("agent1", PASSWORD) is None
+
+
+def test_a_partner_added_or_removed_while_running(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    directory = make_directory()
+    old = directory.add_partner("crm")
+    directory.save(path)
+    clock = Clock()
+    live = ReloadingDirectory(path, clock=clock)
+    directory.remove_partner("crm")
+    new = directory.add_partner("crm")
+    directory.save(path)
+    assert live.partner_for_token(new) is not None
+    assert live.partner_for_token(old) is None
+
+
+def test_a_broken_file_keeps_the_last_good_directory_and_is_logged_once(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    make_directory().save(path)
+    clock = Clock()
+    live = ReloadingDirectory(path, clock=clock)
+    path.write_text('{"users": [')
+    with capture_logs() as logs:
+        assert live.get("nobody") is None
+        assert live.get("nobody") is None
+        clock.now += 5
+        assert live.authenticate("agent1", PASSWORD) is not None
+    assert [e["event"] for e in logs] == ["users_file_not_reloaded"]
+    assert "not valid JSON" in logs[0]["error"]
+    fixed = make_directory()
+    fixed.add_user("fixed", PASSWORD, hasher=CHEAP)
+    fixed.save(path)
+    with capture_logs() as logs:
+        assert live.get("fixed") is not None
+    assert logs == [
+        {"event": "users_file_reloaded", "agents": 3, "partners": 0, "log_level": "info"}
+    ]
 
 
 # --- the command line --------------------------------------------------------------------
