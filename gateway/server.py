@@ -106,6 +106,11 @@ async def run(config: Config) -> int:
             file=sys.stderr,
         )
         return 2
+    # Before "ready" is printed: a SIGTERM from then on is a graceful stop.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     base = f"http://{config.server.host}:{running.port}"
     for mount in config.server.mounts:
         log.info("listening", url=base + mount, engine=config.engine.kind)
@@ -121,10 +126,6 @@ async def run(config: Config) -> int:
         _print_demo_mail(app)
     gc_policy = GcPolicy(config.server.gc_freeze_interval_s, config.server.gc_full_interval_s)
     gc_task = asyncio.create_task(gc_policy.run())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping")
     gc_task.cancel()

@@ -234,4 +234,8 @@ async def post_interaction(request: web.Request) -> web.StreamResponse:
         operation=operation,
         reference_id=effects.reference_id,
     )
-    return ok({"referenceId": effects.reference_id})
+    answer: dict[str, object] = {"referenceId": effects.reference_id}
+    if effects.created is not None:  # Reply / ReplyAll: the draft, without a second lookup
+        answer["id"] = effects.created.id
+        answer["uri"] = f"/api/v2/me/interactions/{effects.created.id}"
+    return ok(answer)

@@ -46,6 +46,10 @@ async def test_email_invite_accept_reply_send_complete(
     status, body = await agent.operate(interaction_id, "Reply", bodyAsPlainText="On its way.")
     assert status == 200
     draft = await agent.next_message(lambda d: d["state"] == "Composing")
+    # The answer names the draft, so a client needs no lookup to Send it.
+    assert body["id"] == draft["id"]
+    assert body["uri"] == f"/api/v2/me/interactions/{draft['id']}"
+    assert draft["referenceId"] == body["referenceId"]
     assert draft["parentInteractionId"] == interaction_id
     assert draft["email_object"]["subject"] == "Re: Order 1234"
     assert draft["email_object"]["toAddress"] == "customer1@example.com"

@@ -130,3 +130,14 @@ def test_websocket_subscribers_vanish_while_events_flow(child: Process, reset: b
 
     asyncio.run(scenario())
     _still_serving(child)
+
+
+def test_sigterm_right_after_ready_is_a_graceful_stop(tmp_path: Path) -> None:
+    """The signal handler is installed before "ready" is printed: a supervisor that stops the
+    gateway as soon as it is up gets a clean exit 0, not death by signal."""
+    process = Process(tmp_path)
+    process.start()
+    assert process.proc is not None
+    process.proc.terminate()
+    assert process.proc.wait(timeout=15) == 0
+    process.stop()
