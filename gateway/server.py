@@ -23,7 +23,7 @@ from gateway.app import CONFIG, HUB, OPTIONS, create_app
 from gateway.config import Config, MailConfig
 from gateway.gcpolicy import GcPolicy
 from gateway.logs import configure_logging
-from gateway.transports.fasthttp import FastPath
+from gateway.transports.edge import FastPath
 
 __all__ = ["RunningGateway", "run", "start"]
 

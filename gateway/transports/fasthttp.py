@@ -35,18 +35,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
-from email.utils import formatdate
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import httptools
 import structlog
 
 from gateway.eager import start_eagerly
 from gateway.held import Outcome
-from gateway.hub import Hub
 from gateway.security import Peer
-from gateway.transports.common import TransportOptions, answer_headers, error_body, origin_allowed
+from gateway.transports.common import answer_headers, error_body, origin_allowed
+from gateway.transports.heads import REASONS, Refused, RequestHead, parse_cookies, reason
 from gateway.transports.http import (
     FORBIDDEN_ORIGIN,
     Answer,
@@ -55,145 +53,17 @@ from gateway.transports.http import (
     too_large,
 )
 
-__all__ = ["FastHttpProtocol", "FastPath", "parse_cookies"]
+if TYPE_CHECKING:
+    from gateway.transports.edge import FastPath
+
+__all__ = ["KEEPALIVE_S", "MAX_HEAD", "FastHttpProtocol"]
 
 log = structlog.get_logger("gateway.fasthttp")
 http_log = structlog.get_logger("gateway.http")
 
 KEEPALIVE_S = 75.0
 MAX_HEAD = 16 * 1024
-SWEEP_S = 1.0
-_REASONS = {
-    200: b"OK",
-    400: b"Bad Request",
-    403: b"Forbidden",
-    408: b"Request Timeout",
-    413: b"Payload Too Large",
-    429: b"Too Many Requests",
-    431: b"Request Header Fields Too Large",
-    500: b"Internal Server Error",
-    505: b"HTTP Version Not Supported",
-}
 _HEAD_END = b"\r\n\r\n"
-
-
-class _Date:
-    """The ``Date`` header, formatted once a second."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = b""
-
-    def header(self) -> bytes:
-        now = time.time()
-        if int(now) != self._second:
-            self._second = int(now)
-            self._value = b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
-        return self._value
-
-
-def parse_cookies(header: str) -> dict[str, str]:
-    """A ``Cookie`` header → name/value (first occurrence wins, quotes removed)."""
-    cookies: dict[str, str] = {}
-    if header:
-        for pair in header.split(";"):
-            name, sep, value = pair.strip().partition("=")
-            if sep and name and name not in cookies:
-                if len(value) >= 2 and value[0] == value[-1] == '"':
-                    value = value[1:-1]
-                cookies[name] = value
-    return cookies
-
-
-class FastPath:
-    """Shared by every connection of one listening socket."""
-
-    def __init__(
-        self,
-        *,
-        hub: Hub,
-        options: TransportOptions,
-        mounts: Iterable[str],
-        fallback: Callable[[], asyncio.Protocol],
-        request_timeout_s: float = 5.0,
-        max_connections_per_address: int = 0,
-        access_log: bool = False,
-    ) -> None:
-        self.hub = hub
-        self.options = options
-        self.fallback = fallback
-        self.request_timeout_s = request_timeout_s
-        self.max_per_address = max_connections_per_address
-        self.access_log = access_log
-        self._mounts = tuple(mounts)
-        self.connections: set[FastHttpProtocol] = set()
-        self.per_address: dict[str, int] = {}
-        self.closing = False
-        self.date = _Date()
-        self._sweeper: asyncio.TimerHandle | None = None
-        self._ticks = 0
-
-    def protocol(self) -> FastHttpProtocol:
-        if self._sweeper is None and not self.closing:
-            self._sweep()
-        return FastHttpProtocol(self)
-
-    def _sweep(self) -> None:
-        """Time out requests arriving too slowly; close idle keep-alive connections."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        self._ticks += 1
-        idle_cutoff = now - KEEPALIVE_S if self._ticks % 15 == 0 else None
-        for connection in list(self.connections):
-            deadline = connection.deadline
-            if deadline is not None and deadline < now:
-                connection.timed_out()
-            elif idle_cutoff is not None and connection.idle_since(idle_cutoff):
-                connection.close()
-        self._sweeper = loop.call_later(SWEEP_S, self._sweep) if not self.closing else None
-
-    def serves(self, path: str) -> bool:
-        for mount in self._mounts:
-            if path == mount:
-                return True
-            if path.startswith(mount) and path[len(mount) : len(mount) + 1] == "/":
-                return "/" not in path[len(mount) + 1 :]
-        return False
-
-    def admit(self, remote: str | None) -> bool:
-        """Count a new connection of ``remote``; ``False`` when it has too many already."""
-        if remote is None:
-            return True
-        count = self.per_address.get(remote, 0) + 1
-        self.per_address[remote] = count
-        return not self.max_per_address or count <= self.max_per_address
-
-    def release(self, remote: str | None) -> None:
-        if remote is None:
-            return
-        count = self.per_address.get(remote, 0) - 1
-        if count > 0:
-            self.per_address[remote] = count
-        else:
-            self.per_address.pop(remote, None)
-
-    async def shutdown(self, timeout_s: float) -> None:
-        """Close idle connections now; let busy ones finish their answer, up to ``timeout_s``."""
-        self.closing = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
-        busy = []
-        for connection in list(self.connections):
-            if connection.task is not None:
-                busy.append(connection.task)
-            elif not connection.busy and not connection.delegated:
-                connection.close()
-        if busy:
-            await asyncio.wait(busy, timeout=timeout_s)
-        for connection in list(self.connections):
-            if not connection.delegated:  # aiohttp's own shutdown closes those
-                connection.close()
 
 
 class _Watcher:
@@ -248,10 +118,10 @@ class FastHttpProtocol(asyncio.Protocol):
         self._head_end = 0  # where the body of the request under way starts, once known
         self._url = b""
         self._headers: dict[str, str] = {}
-        self._request: _Head | None = None
+        self._request: RequestHead | None = None
         self._remote: str | None = None
         self._held: str | None = None  # the session whose connect this request holds
-        self._reply_to: _Head | None = None
+        self._reply_to: RequestHead | None = None
         self._delegate: asyncio.Protocol | None = None
         self._watcher: _Watcher | None = None
         self._read_paused = False
@@ -363,13 +233,13 @@ class FastHttpProtocol(asyncio.Protocol):
         elif key == "cookie":
             headers[key] += "; " + text
         elif key == "host":
-            raise _Refused("more than one Host header")
+            raise Refused("more than one Host header")
         else:
             headers[key] += ", " + text
 
     def on_headers_complete(self) -> None:
         parser = self._parser
-        self._request = _Head(
+        self._request = RequestHead(
             method=parser.get_method(),
             url=self._url,
             headers=self._headers,
@@ -443,8 +313,8 @@ class FastHttpProtocol(asyncio.Protocol):
                     self._parser.feed_data(bytes(buffer[self._fed : stop]))
             except httptools.HttpParserUpgrade:
                 pass  # an upgrade request, whole: aiohttp's (below)
-            except (httptools.HttpParserError, _Refused) as exc:
-                self._refuse(400, "invalid_http_request", _reason(exc))
+            except (httptools.HttpParserError, Refused) as exc:
+                self._refuse(400, "invalid_http_request", reason(exc))
                 return False
             self._fed = stop
             if end < 0:
@@ -472,7 +342,7 @@ class FastHttpProtocol(asyncio.Protocol):
             return False
         return True
 
-    async def _serve(self, request: _Head, body: bytes) -> None:
+    async def _serve(self, request: RequestHead, body: bytes) -> None:
         keep_alive = request.keep_alive and not self.fast.closing
         try:
             if not origin_allowed(request.origin, request.headers.get("host"), self.fast.options):
@@ -507,7 +377,7 @@ class FastHttpProtocol(asyncio.Protocol):
         if request is not None:
             self._finish(answer_from(outcome), request, request.keep_alive)
 
-    def _peer(self, request: _Head) -> Peer:
+    def _peer(self, request: RequestHead) -> Peer:
         headers = request.headers
         return Peer(
             transport="long-polling",
@@ -516,7 +386,7 @@ class FastHttpProtocol(asyncio.Protocol):
             cookies=parse_cookies(headers.get("cookie", "")),
         )
 
-    def _finish(self, answer: Answer, request: _Head, keep_alive: bool) -> None:
+    def _finish(self, answer: Answer, request: RequestHead, keep_alive: bool) -> None:
         self._answer(answer, request, keep_alive=keep_alive and not self.fast.closing)
         if self.transport is not None and not self.transport.is_closing():
             loop = asyncio.get_running_loop()
@@ -524,12 +394,12 @@ class FastHttpProtocol(asyncio.Protocol):
             if self._buffer:  # a pipelined request: next loop turn, not deeper in this stack
                 loop.call_soon(self._next_request)
 
-    def _answer(self, answer: Answer, request: _Head | None, *, keep_alive: bool) -> None:
+    def _answer(self, answer: Answer, request: RequestHead | None, *, keep_alive: bool) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         origin = request.origin if request is not None else None
-        head = [b"HTTP/1.1 %d %s\r\n" % (answer.status, _REASONS.get(answer.status, b"Error"))]
+        head = [b"HTTP/1.1 %d %s\r\n" % (answer.status, REASONS.get(answer.status, b"Error"))]
         for name, value in answer_headers(answer, origin, self.fast.options):
             head.append(f"{name}: {value}\r\n".encode("latin-1"))
         head.append(b"Content-Length: %d\r\n" % len(answer.body))
@@ -544,7 +414,7 @@ class FastHttpProtocol(asyncio.Protocol):
         if self.fast.access_log:
             self._log_access(answer, request)
 
-    def _log_access(self, answer: Answer, request: _Head | None) -> None:
+    def _log_access(self, answer: Answer, request: RequestHead | None) -> None:
         """The same ``http_request`` event as aiohttp's requests get (gateway.logs.AccessLog)."""
         started = request.started if request is not None else None
         http_log.info(
@@ -597,7 +467,7 @@ class FastHttpProtocol(asyncio.Protocol):
             except httptools.HttpParserError as exc:
                 self.fast.hub.stats["http_bad_requests"] += 1
                 http_log.info(
-                    "http_bad_request", status=400, error=_reason(exc), remote=self._remote
+                    "http_bad_request", status=400, error=reason(exc), remote=self._remote
                 )
                 self._watcher = None
                 self.deadline = None
@@ -605,51 +475,3 @@ class FastHttpProtocol(asyncio.Protocol):
                     self.transport.abort()
                 return
         delegate.data_received(data)
-
-
-class _Refused(Exception):
-    """A head llhttp accepts that the gateway does not."""
-
-
-def _reason(exc: BaseException) -> str:
-    cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else None
-    return str(cause or exc) or "malformed request"
-
-
-class _Head:
-    """What the fast path needs of a request head.  Header names are lower-case."""
-
-    __slots__ = (
-        "content_type",
-        "headers",
-        "keep_alive",
-        "length",
-        "method",
-        "origin",
-        "path",
-        "started",
-        "upgrade",
-        "version",
-    )
-
-    def __init__(
-        self,
-        *,
-        method: bytes,
-        url: bytes,
-        headers: dict[str, str],
-        version: str,
-        keep_alive: bool,
-        upgrade: bool,
-    ) -> None:
-        self.started = time.monotonic()
-        self.method = method
-        self.path = url.partition(b"?")[0].decode("ascii")  # llhttp lets only ASCII through
-        self.headers = headers
-        self.version = version
-        self.keep_alive = keep_alive
-        self.upgrade = upgrade
-        self.origin = headers.get("origin")
-        # llhttp has checked the digits and refused repeats; absent means no body.
-        self.length = int(headers.get("content-length", "0"))
-        self.content_type = headers.get("content-type", "").partition(";")[0].strip().lower()

@@ -9,7 +9,7 @@ Responses are HTTP 200 with a JSON array and ``Cache-Control: no-cache, no-store
 origin 403, each with a JSON body ``{"error": ..., "detail": ...}`` and no side effect.
 
 :func:`long_polling` is the transport-neutral part, shared by the aiohttp handler below and by
-the fast HTTP path (:mod:`gateway.transports.fasthttp`).
+the fast HTTP path (:mod:`gateway.transports.fasthttp`, behind :mod:`gateway.transports.edge`).
 """
 
 from __future__ import annotations
