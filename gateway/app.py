@@ -91,6 +91,7 @@ def create_app(
         batch_window_ms=config.bayeux.batch_window_ms,
         max_flushes_per_s=config.bayeux.max_flushes_per_s,
         max_batch_window_ms=config.bayeux.max_batch_window_ms,
+        max_unacked=config.queue.max_messages,
     )
     app = web.Application(
         client_max_size=config.server.max_body_bytes,

@@ -60,8 +60,10 @@ class Holds:
         batch_window_ms: int,
         max_flushes_per_s: int,
         max_batch_window_ms: int,
+        max_unacked: int = 1000,
     ) -> None:
         self.engine = engine
+        self.max_unacked = max_unacked
         self.core = core
         self.settings = settings
         self._acks = acks
@@ -287,12 +289,16 @@ class Holds:
         drain: bool = True,
     ) -> tuple[list[bytes], bytes]:
         """The connect reply, with the queued events unless its socket is backed up."""
+        ack = self._acks.get(client_id)
         if drain:
-            events = events + await self.engine.drain(client_id)
+            # With the ack extension, events handed out wait for their acknowledgement; at most
+            # max_unacked of them: the rest stay queued, where the overflow policy applies to a
+            # client that connects and never acknowledges.
+            room = None if ack is None else max(0, self.max_unacked - len(ack.unacked))
+            events = events + await self.engine.drain(client_id, room)
         if events:
             self._flushed[client_id] = self._clock_ms()
             self._flush_count += 1
-        ack = self._acks.get(client_id)
         if ack is not None:
             events, batch = ack.send(events)
             ext = dict(reply.ext) if reply.ext else {}

@@ -104,6 +104,7 @@ class Hub:
         batch_window_ms: int = 0,
         max_flushes_per_s: int = 0,
         max_batch_window_ms: int = 1000,
+        max_unacked: int = 1000,
         extensions: Sequence[Extension] = (),
         new_id: Callable[[], str] = new_client_id,
         clock_ms: Callable[[], int] = _monotonic_ms,
@@ -136,6 +137,7 @@ class Hub:
             batch_window_ms=batch_window_ms,
             max_flushes_per_s=max_flushes_per_s,
             max_batch_window_ms=max_batch_window_ms,
+            max_unacked=max_unacked,
         )
         engine.attach(self)
 

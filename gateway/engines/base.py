@@ -101,8 +101,8 @@ class Engine(Protocol):
         """How many frames wait in the session's queue (0 if it does not exist)."""
         ...
 
-    async def drain(self, client_id: str) -> list[bytes]:
-        """Take every queued frame of the session, oldest first."""
+    async def drain(self, client_id: str, limit: int | None = None) -> list[bytes]:
+        """Take the session's queued frames, oldest first: all, or the oldest ``limit``."""
         ...
 
     async def hold(self, client_id: str) -> None:

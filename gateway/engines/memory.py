@@ -184,10 +184,14 @@ class MemoryEngine:
         entry = self._sessions.get(client_id)
         return len(entry.queue) if entry is not None and entry.queue else 0
 
-    async def drain(self, client_id: str) -> list[bytes]:
+    async def drain(self, client_id: str, limit: int | None = None) -> list[bytes]:
         entry = self._sessions.get(client_id)
         if entry is None or not entry.queue:
             return []
+        if limit is not None and limit < len(entry.queue):
+            frames = entry.queue[:limit]
+            del entry.queue[:limit]
+            return frames
         frames, entry.queue = entry.queue, None
         return frames
 

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from gateway.app import HUB
+
 from .client import STEP_TIMEOUT
 from .conftest import AT_ONCE_S, HOLD_MS, OpenClient, timed
 
@@ -110,3 +112,40 @@ async def test_10_48_unknown_ext_ignored(
             reply = await client.disconnect(ext=UNKNOWN_EXT)
     assert reply["successful"] is True, reply
     assert "com.acme.x" not in reply.get("ext", {})
+
+
+async def test_a_client_that_never_acknowledges_is_bounded_by_its_queue(
+    make_gateway: Any, transport: str, open_client: OpenClient
+) -> None:
+    """Events handed out wait for their acknowledgement, at most ``queue.max_messages`` of
+    them; beyond that they stay queued and the overflow policy (disconnect) ends the session,
+    so a client that connects and never acknowledges cannot grow the gateway."""
+    server = await make_gateway(
+        bayeux={"timeout_ms": 500},
+        queue={"max_messages": 10, "overflow": "disconnect"},
+    )
+    hub = server.app[HUB]
+    client = await open_client(server, transport)
+    shaken = await client.handshake(ext={"ack": True})
+    assert shaken["ext"]["ack"] is True
+    assert (await client.subscribe("/c49"))["successful"] is True
+    await client.exchange([client.connect_message(ext={"ack": 0})], within=HELD_TIMEOUT)
+    client_id = client.client_id
+    seen = 0
+    for _ in range(10):
+        for n in range(5):
+            await hub.publish("/c49", {"n": n})
+        if client_id not in await hub.session_ids():
+            break
+        response = await client.exchange(
+            [client.connect_message(ext={"ack": 0}, advice={"timeout": 0})], within=HELD_TIMEOUT
+        )
+        client.take_events()
+        *events, reply = response
+        if not reply["successful"]:
+            break
+        seen = len(events)
+        assert seen <= 10  # never more than the queue's limit outstanding
+    assert client_id not in await hub.session_ids(), "the never-acknowledging session went on"
+    assert seen == 10
+    assert hub.stats["queue_overflow"] > 0

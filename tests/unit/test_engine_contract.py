@@ -173,3 +173,16 @@ async def test_queue_overflow_policies(
     assert (await engine.get_session("slow") is not None) is session_left
     if not session_left:
         assert recorder.closed_calls == [("slow", "overflow")]
+
+
+async def test_drain_takes_the_oldest_up_to_a_limit(factory: EngineFactory) -> None:
+    engine, _ = await _engine(factory)
+    await engine.create_session(record("c1"), expires_ms=10_000)
+    await engine.subscribe("c1", ["/a"])
+    for n in range(5):
+        await engine.publish("/a", b"F%d" % n)
+    assert await engine.drain("c1", 0) == []
+    assert await engine.drain("c1", 2) == [b"F0", b"F1"]
+    assert await engine.queued("c1") == 3
+    assert await engine.drain("c1", 10) == [b"F2", b"F3", b"F4"]
+    assert await engine.drain("c1", 1) == []
