@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 from typing import Any
 
 import structlog
@@ -60,7 +59,7 @@ def _basic(request: web.Request) -> tuple[str, str] | None:
         return None
     try:
         username, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8: all ValueErrors
         raise GwsError(Status.NOT_AUTHENTICATED, "malformed Basic credentials") from None
     if not sep:
         raise GwsError(Status.NOT_AUTHENTICATED, "malformed Basic credentials")

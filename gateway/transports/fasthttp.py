@@ -328,6 +328,9 @@ class FastHttpProtocol(asyncio.Protocol):
         if request.version not in ("1.1", "1.0"):
             self._refuse(505, "http_version_not_supported", "only HTTP/1.1 and 1.0 are served")
             return False
+        if request.version == "1.1" and "host" not in request.headers:
+            self._refuse(400, "invalid_http_request", "an HTTP/1.1 request needs a Host header")
+            return False
         if (
             request.method != b"POST"
             or request.upgrade

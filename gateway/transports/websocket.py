@@ -143,7 +143,16 @@ async def handle_websocket(
     ws = web.WebSocketResponse(
         max_msg_size=options.max_body_bytes, decode_text=False, autoping=True, writer_limit=0
     )
-    await ws.prepare(request)
+    # aiohttp quotes a bad handshake header in its 400 and fails doing so when the value is not
+    # ASCII (a 500): the handshake's headers are checked here first, and its refusals are ours.
+    handshake = ("Connection", "Upgrade", "Sec-WebSocket-Key", "Sec-WebSocket-Version")
+    if not all(request.headers.get(name, "").isascii() for name in handshake):
+        return error_response(400, "invalid_websocket_handshake", "non-ASCII handshake header")
+    try:
+        await ws.prepare(request)
+    except web.HTTPException as exc:
+        detail = "the websocket handshake is malformed"
+        return error_response(exc.status, "invalid_websocket_handshake", detail)
     peer = WebSocketPeer(
         ws,
         request.transport,

@@ -284,3 +284,27 @@ async def test_an_agent_added_while_the_gateway_runs_logs_in_without_a_restart(
     center.desktops.append(d)
     status, body = await d.login()
     assert status == 200 and body["user"]["userName"] == "newcomer", body
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [b"\xa0M", b"YWdlbnQx\xff", b"not base64!", b"/w==", b"YWdlbnQx"],
+    ids=["nbsp", "non-ascii", "not-base64", "not-utf8", "no-colon"],
+)
+async def test_malformed_basic_credentials_are_a_401(
+    make_center: MakeCenter, credentials: bytes
+) -> None:
+    """Found by the edge's fuzzer: a non-ASCII Basic credential was a 500."""
+    center = await make_center()
+    url = URL(center.base)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        writer.write(
+            b"GET /api/v2/me HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+            b"Authorization: Basic " + credentials + b"\r\n\r\n"
+        )
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+    assert b'"statusCode":20' in answer

@@ -95,6 +95,7 @@ MALFORMED = {
     "non-ascii-path": b"POST /comet\xc3\xa9d HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n[]",
     "control-in-path": b"POST /com\x01etd HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n[]",
     "two-hosts": HEAD + b"Host: u\r\nContent-Length: 2\r\n\r\n[]",
+    "no-host": b"POST /cometd HTTP/1.1\r\nContent-Length: 2\r\n\r\n[]",
     "rest-get-bare-lf": b"GET /api/v2/me HTTP/1.1\nHost: t\n\n",
 }
 
@@ -387,3 +388,32 @@ async def test_bayeux_posts_get_an_access_log_line(make_gateway: Any, fast_http:
     assert lines[0]["method"] == "POST"
     assert lines[0]["path"] == "/cometd"
     assert lines[0]["status"] == 200
+
+
+WS_HEAD = b"GET /cometd HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+
+
+@FAST
+@pytest.mark.parametrize(
+    "data",
+    [
+        WS_HEAD + b"Connection:\xa0Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        WS_HEAD + b"Connection: Upgrade\r\nSec-WebSocket-Key: \xff\xfe\r\n\r\n",
+        WS_HEAD + b"Connection: Upgrade\r\n\r\n",
+    ],
+    ids=["nbsp-in-connection", "non-ascii-key", "no-key"],
+)
+async def test_malformed_websocket_handshake_is_a_400(
+    make_gateway: Any, fast_http: bool, data: bytes
+) -> None:
+    """Found by the edge's fuzzer: aiohttp's own 400 failed on a non-ASCII header (a 500)."""
+    server = await make_gateway(server={"fast_http": fast_http})
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(data)
+        status, _, body = await read_answer(reader)
+    finally:
+        writer.close()
+    assert status == 400
+    assert json.loads(body)["error"] == "invalid_websocket_handshake"
+    await still_serves(server)
