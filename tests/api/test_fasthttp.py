@@ -7,40 +7,9 @@ import json
 from typing import Any
 
 import pytest
+from rawhttp import HANDSHAKE, post, read_response
 
 from gateway.app import HUB
-
-HANDSHAKE = b'[{"channel":"/meta/handshake","supportedConnectionTypes":["long-polling"]}]'
-
-
-def post(path: str, body: bytes, *extra: str, version: str = "HTTP/1.1") -> bytes:
-    headers = "".join(f"{h}\r\n" for h in extra)
-    return (
-        f"POST {path} {version}\r\nHost: t\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n{headers}\r\n"
-    ).encode() + body
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ")[1])
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if ":" in line:
-            name, _, value = line.partition(":")
-            headers.setdefault(name.strip().lower(), value.strip())
-    if "content-length" in headers:
-        body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 10)
-    else:  # chunked (aiohttp)
-        body = b""
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
-            chunk = await reader.readexactly(size + 2)
-            if size == 0:
-                break
-            body += chunk[:-2]
-    return status, headers, body
 
 
 async def connection(server: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from mutations import mutate
 from structlog.testing import capture_logs
 
 from gateway.security import AllowAll
@@ -50,18 +51,7 @@ BATCHES = st.lists(MESSAGES, min_size=1, max_size=3).map(lambda b: json.dumps(b)
 @st.composite
 def mutated(draw: st.DrawFn) -> bytes:
     """A valid batch with up to three bytes inserted, replaced or deleted."""
-    body = bytearray(draw(BATCHES))
-    for _ in range(draw(st.integers(1, 3))):
-        at = draw(st.integers(0, len(body) - 1))
-        byte = draw(st.integers(0, 255))
-        edit = draw(st.sampled_from(["insert", "replace", "delete"]))
-        if edit == "insert":
-            body.insert(at, byte)
-        elif edit == "replace":
-            body[at] = byte
-        else:
-            del body[at]
-    return bytes(body)
+    return mutate(draw, draw(BATCHES))
 
 
 BODIES = st.binary(max_size=300) | mutated()

@@ -12,34 +12,19 @@ import socket
 from typing import Any
 
 import pytest
+from rawhttp import HANDSHAKE, read_response
+from rawhttp import post as raw_post
 from structlog.testing import capture_logs
 
 from gateway.app import HUB
 from gateway.server import RunningGateway
 
-HANDSHAKE = b'[{"channel":"/meta/handshake","supportedConnectionTypes":["long-polling"]}]'
 FAST = pytest.mark.parametrize("fast_http", [True, False], ids=["fast", "aiohttp"])
 
 
-def post(body: bytes = HANDSHAKE, *extra: str, path: str = "/cometd") -> bytes:
-    headers = "".join(f"{h}\r\n" for h in extra)
-    return (
-        f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n{headers}\r\n"
-    ).encode() + body
-
-
-async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ")[1])
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if ":" in line:
-            name, _, value = line.partition(":")
-            headers.setdefault(name.strip().lower(), value.strip())
-    body = await asyncio.wait_for(reader.readexactly(int(headers.get("content-length", "0"))), 10)
-    return status, headers, body
+def post(body: bytes = HANDSHAKE, *extra: str) -> bytes:
+    """A Bayeux POST to ``/cometd``."""
+    return raw_post("/cometd", body, *extra)
 
 
 async def closed(reader: asyncio.StreamReader) -> bool:
@@ -56,7 +41,7 @@ async def still_serves(server: RunningGateway) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
         writer.write(post())
-        status, _, body = await read_answer(reader)
+        status, _, body = await read_response(reader)
         assert status == 200
         assert json.loads(body)[0]["successful"] is True
     finally:
@@ -68,7 +53,7 @@ async def exchange(server: RunningGateway, data: bytes) -> tuple[int, dict[str, 
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
         writer.write(data)
-        answer = await read_answer(reader)
+        answer = await read_response(reader)
         assert await closed(reader)
         return answer
     finally:
@@ -152,7 +137,7 @@ async def test_no_request_is_smuggled_inside_another(
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
         writer.write(data)
-        status, _, _ = await read_answer(reader)
+        status, _, _ = await read_response(reader)
         assert status == 400
         assert await closed(reader)  # and no second answer before the close
     finally:
@@ -247,14 +232,14 @@ async def test_a_held_connect_is_not_timed_out(make_gateway: Any, fast_http: boo
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
         writer.write(post())
-        client_id = json.loads((await read_answer(reader))[2])[0]["clientId"]
+        client_id = json.loads((await read_response(reader))[2])[0]["clientId"]
         connect = json.dumps(
             [{"channel": "/meta/connect", "clientId": client_id, "connectionType": "long-polling"}]
         ).encode()
         writer.write(post(connect))
-        await read_answer(reader)  # the first connect returns at once
+        await read_response(reader)  # the first connect returns at once
         writer.write(post(connect))  # held for 1 s, five request time-outs
-        status, _, body = await read_answer(reader)
+        status, _, body = await read_response(reader)
         assert status == 200
         assert json.loads(body)[-1]["successful"] is True
     finally:
@@ -270,7 +255,7 @@ async def test_connections_per_address_are_capped(make_gateway: Any, fast_http: 
     held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(3)]
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        status, _, body = await read_answer(reader)
+        status, _, body = await read_response(reader)
         assert status == 429
         assert json.loads(body)["error"] == "too_many_connections"
         assert await closed(reader)
@@ -354,7 +339,7 @@ async def _answer_headers(make_gateway: Any, fast_http: bool) -> dict[str, str]:
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
         writer.write(post(HANDSHAKE, "Origin: https://desk.example"))
-        status, headers, _ = await read_answer(reader)
+        status, headers, _ = await read_response(reader)
         assert status == 200
         return headers
     finally:
@@ -411,7 +396,7 @@ async def test_malformed_websocket_handshake_is_a_400(
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
         writer.write(data)
-        status, _, body = await read_answer(reader)
+        status, _, body = await read_response(reader)
     finally:
         writer.close()
     assert status == 400
