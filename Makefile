@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_TESTS := tests/node
-NODE_BENCH := bench/faye
+NODE_BENCH := bench/faye bench/cometd
 APT_PACKAGES := nodejs npm
 
 .PHONY: install run test check lint types bench bench-quick clean system-deps node-deps
@@ -69,6 +69,6 @@ bench-quick: install
 	$(BIN)/python bench/run.py --quick
 
 clean:
-	rm -rf $(VENV) $(NODE_TESTS)/node_modules $(NODE_BENCH)/node_modules .pytest_cache \
+	rm -rf $(VENV) $(NODE_TESTS)/node_modules $(addsuffix /node_modules,$(NODE_BENCH)) .pytest_cache \
 	  .mypy_cache .ruff_cache .hypothesis bench/results
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
