@@ -77,6 +77,8 @@ def _wall_ms() -> int:
 
 
 _NO_MESSAGE = Message()  # what a malformed batch entry's reply is built against
+# Transports whose replies also carry the session's queued events (callback-polling: no)
+_PIGGYBACK = frozenset({"long-polling", "websocket"})
 
 
 class _Waiter:
@@ -372,9 +374,7 @@ class Hub:
             target.append(encode(final))
 
     def _piggyback(self, session: SessionRecord, ctx: RequestContext) -> bool:
-        return (
-            ctx.transport == "long-polling" and not self.deliver_only_on_connect and not session.ack
-        )
+        return ctx.transport in _PIGGYBACK and not self.deliver_only_on_connect and not session.ack
 
     async def _handshake(self, action: Handshake, message: Message, peer: Peer) -> Reply:
         grant = await self.policy.can_handshake(message, peer)

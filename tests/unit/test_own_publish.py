@@ -1,5 +1,6 @@
-"""A long-polling client publishing to its own channel gets the event in the publish response,
-and its held connect stays held: no empty connect answer per publish (as in CometD)."""
+"""A client publishing to its own channel gets the event in the publish response (long-polling)
+or the publish reply frame (websocket), and its held connect stays held: no empty connect
+answer, no separate push per publish."""
 
 from __future__ import annotations
 
@@ -101,3 +102,40 @@ async def test_events_the_response_does_not_take_wake_the_held_connect() -> None
         {"channel": "/agents/1", "data": {"n": 1}}
     ]
     assert last_held.outcomes == []
+
+
+class FakeSocket:
+    """A websocket peer that keeps the frames sent to it."""
+
+    def __init__(self) -> None:
+        self.sessions: set[str] = set()
+        self.frames: list[list[bytes]] = []
+        self.closed = False
+
+    def send(self, parts: list[bytes]) -> None:
+        self.frames.append(parts)
+
+
+async def send_ws(hub: Hub, ws: FakeSocket, *messages: dict[str, Any]) -> list[dict[str, Any]]:
+    batch = decode_batch(json.dumps(list(messages)).encode(), max_messages=100)
+    ctx = RequestContext(transport="websocket", batch_size=len(batch))
+    return parsed(await hub.process(batch, ctx, Peer(transport="websocket"), ws=ws))
+
+
+async def test_over_websocket_the_own_event_rides_on_the_publish_reply_frame() -> None:
+    h = Hub(settings=Settings(), engine=MemoryEngine(), batch_window_ms=250)
+    ws = FakeSocket()
+    shake = await send_ws(h, ws, {"channel": "/meta/handshake", "version": "1.0"})
+    me = shake[0]["clientId"]
+    await send_ws(h, ws, {"channel": "/meta/subscribe", "clientId": me, "subscription": "/a"})
+    connect = {"channel": "/meta/connect", "clientId": me, "connectionType": "websocket"}
+    await send_ws(h, ws, connect)
+    assert await send_ws(h, ws, connect) == []  # held
+    for n in range(3):  # within one batching window: no push waits for the window's end
+        assert await send_ws(h, ws, publish(me, "/a", n)) == [
+            {"channel": "/a", "data": {"n": n}},
+            {"channel": "/a", "id": str(n), "successful": True},
+        ]
+    await settle()
+    assert ws.frames == []  # nothing pushed besides the replies
+    assert h.held_count == 1
