@@ -123,7 +123,7 @@ class Hub:
         self._opened: list[SessionListener] = []
         self._closed: list[SessionListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._hushed: Counter[str] = Counter()  # session -> requests holding its wake-ups back
+        self._hushed: dict[str, int] = {}  # session -> requests holding its wake-ups back
         self._woken: set[str] = set()  # hushed sessions that something was queued for
         self.stats: Counter[str] = Counter()
         self.holds = Holds(
@@ -247,8 +247,9 @@ class Hub:
             if not connects and piggyback is not None and self._piggyback(piggyback, ctx):
                 drained = await self.engine.drain(piggyback.client_id)
         finally:
-            if hushed:
-                await self._unhush(hushed)
+            for client_id in self._unhush(hushed) if hushed else ():
+                if await self.engine.has_messages(client_id):
+                    self.holds.wake(client_id)
         outcome = Outcome(parts=head)
         tail: list[bytes] = []
         for action, message in connects:
@@ -353,20 +354,20 @@ class Hub:
         """
         if client_id not in hushed:
             hushed.append(client_id)
-            self._hushed[client_id] += 1
+            self._hushed[client_id] = self._hushed.get(client_id, 0) + 1
 
-    async def _unhush(self, hushed: list[str]) -> None:
-        """The response is built: wake the held connects for what it did not take."""
+    def _unhush(self, hushed: list[str]) -> list[str]:
+        """The response is built: the sessions something was queued for meanwhile (their held
+        connects are woken if the response left them anything)."""
+        woken = []
         for client_id in hushed:
-            left = self._hushed[client_id] - 1
+            left = self._hushed.pop(client_id) - 1
             if left:  # another request of the session is still running: its end wakes
                 self._hushed[client_id] = left
-                continue
-            del self._hushed[client_id]
-            if client_id in self._woken:
+            elif client_id in self._woken:
                 self._woken.discard(client_id)
-                if await self.engine.has_messages(client_id):
-                    self.holds.wake(client_id)
+                woken.append(client_id)
+        return woken
 
     def _out(self, target: list[bytes], reply: Reply, request: Message, now: int) -> None:
         final = self.core.outgoing(reply, request, now)
