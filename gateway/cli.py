@@ -421,6 +421,11 @@ def _demo(args: argparse.Namespace, config: Config) -> int:
 def serve(config: Config) -> int:
     from gateway.server import run
 
+    # main() lets SIGPIPE end the printing commands quietly; a server must not inherit that:
+    # a client hanging up while its answer is written would kill the process instead of
+    # failing that one write with EPIPE (the self-publish websocket bench died so).
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
