@@ -1,5 +1,6 @@
 # One command each: `make run` starts the gateway, `make test` installs what the tests need and
-# runs them, `make check` adds lint and types, `make bench` compares against Faye.
+# runs them, `make check` adds lint and types, `make bench` compares against Faye and
+# cometd-nodejs-server.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
