@@ -1,7 +1,7 @@
 """Bayeux benchmark: the same loads against Faye, cometd-nodejs-server and the gateway, printed
 side by side.
 
-    .venv/bin/python bench/run.py            # full run, under ~20 minutes
+    .venv/bin/python bench/run.py            # full run, about 22 minutes, under ~30
     .venv/bin/python bench/run.py --quick    # smoke version, a few minutes
     .venv/bin/python bench/run.py --servers gateway --only invites   # contact center, ~1 min
     .venv/bin/python bench/run.py --only mail     # mail latency (Dovecot, pymap), ~1.5 min
