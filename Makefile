@@ -1,6 +1,7 @@
 # One command each: `make run` installs what running needs (a venv with the package, nothing
 # else) and starts the gateway; `make test` installs everything the tests need and runs them,
-# `make check` adds lint and types, `make bench` compares against Faye.
+# `make check` adds lint and types, `make bench` compares against Faye and
+# cometd-nodejs-server.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed
 NODE_TESTS := tests/node
-NODE_BENCH := bench/faye
+NODE_BENCH := bench/faye bench/cometd
 
 .PHONY: install run test check lint types bench bench-quick clean python-venv system-deps node-deps
 
@@ -88,6 +89,6 @@ bench-quick: install
 	$(BIN)/python bench/run.py --quick
 
 clean:
-	rm -rf $(VENV) $(NODE_TESTS)/node_modules $(NODE_BENCH)/node_modules .pytest_cache \
+	rm -rf $(VENV) $(NODE_TESTS)/node_modules $(addsuffix /node_modules,$(NODE_BENCH)) .pytest_cache \
 	  .mypy_cache .ruff_cache .hypothesis bench/results
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

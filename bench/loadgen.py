@@ -1,4 +1,9 @@
-"""Load generator: N simulated Bayeux clients plus one publisher, driven through rate steps.
+"""Load generator: N simulated Bayeux clients and their publishers, driven through rate steps.
+
+Workloads: ``broadcast`` (everyone subscribes one channel) and ``agents`` (client i subscribes
+its own channel) are published by one extra client, batched; ``self`` is the ``agents``
+subscription with every client publishing its own messages to its own channel, one per request
+or frame (bench/publisher.py).
 
 Run by bench/run.py (pinned to core 1); prints one JSON object per line on stdout:
 ``{"event": "ready", ...}``, one ``{"event": "step", ...}`` per rate step, ``{"event": "done"}``.
@@ -33,7 +38,7 @@ from bayeux import (
     WebSocketClient,
 )
 from metrics import StepTracker, add_server_figures, machine_busy_seconds, sample, self_cpu
-from publisher import Publisher
+from publisher import OwnPublishers, Publisher
 
 from gateway.gcpolicy import GcPolicy
 
@@ -105,10 +110,22 @@ async def open_clients(
 
 
 def make_message_factory(
-    args: argparse.Namespace, publisher: Publisher
+    args: argparse.Namespace, publisher: Publisher | OwnPublishers
 ) -> Callable[[int, float], dict[str, Any]]:
-    client_id = publisher.client_id
     n = args.clients
+    if isinstance(publisher, OwnPublishers):
+        off, clients = args.channel_offset, publisher.clients
+
+        def make_own(seq: int, at: float) -> dict[str, Any]:
+            return {
+                "channel": f"/agents/{off + seq % n}",
+                "clientId": clients[seq % n].client_id,  # read now: a re-handshake changes it
+                "id": str(seq),
+                "data": {"s": seq, "t": at},
+            }
+
+        return make_own
+    client_id = publisher.client_id
     if args.workload == "broadcast":
 
         def make(seq: int, at: float) -> dict[str, Any]:
@@ -133,7 +150,7 @@ def make_message_factory(
 
 
 async def publish_step(
-    publisher: Publisher,
+    publisher: Publisher | OwnPublishers,
     rate: float,
     count: int,
     base: int,
@@ -155,7 +172,7 @@ async def publish_step(
 async def run_step(
     args: argparse.Namespace,
     gen: Generator,
-    publisher: Publisher,
+    publisher: Publisher | OwnPublishers,
     rate: float,
     seconds: float,
     base: int,
@@ -220,10 +237,15 @@ async def ramp(args: argparse.Namespace) -> None:
     gen = Generator()
     t_setup = now()
     clients = await open_clients(args, gen, anomalies)
-    publisher = Publisher(
-        args.url, TRANSPORTS[args.transport], anomalies, now, max_batch=args.max_batch
-    )
-    await publisher.start()
+    publisher: Publisher | OwnPublishers
+    if args.workload == "self":
+        publisher = OwnPublishers(clients, anomalies, now)
+        await publisher.start(args.setup_concurrency)
+    else:
+        publisher = Publisher(
+            args.url, TRANSPORTS[args.transport], anomalies, now, max_batch=args.max_batch
+        )
+        await publisher.start()
     await asyncio.sleep(0.5)  # let the first (immediate) connects come back and re-poll
     # The generator's own garbage collections over 10,000 clients' objects would stall it
     # for up to a second and show up as latency of whichever server is measured.
@@ -289,7 +311,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("mode", choices=["ramp", "idle"])
     p.add_argument("--url", required=True, help="Bayeux URL, e.g. http://127.0.0.1:8000/faye")
     p.add_argument("--transport", choices=list(TRANSPORTS), default="lp")
-    p.add_argument("--workload", choices=["broadcast", "agents"], default="broadcast")
+    p.add_argument("--workload", choices=["broadcast", "agents", "self"], default="broadcast")
     p.add_argument("--clients", type=int, default=1000)
     p.add_argument(
         "--channel-offset",

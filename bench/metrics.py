@@ -20,7 +20,7 @@ class StepTracker:
     ``base .. base+count-1``): latency histogram, duplicates, misrouted and stale deliveries.
 
     broadcast: every client must receive every message (one seen-bitmap per client).
-    agents:    message ``s`` goes to client ``s % clients`` only (one global bitmap).
+    agents, self: message ``s`` goes to client ``s % clients`` only (one global bitmap).
     """
 
     def __init__(self, workload: str, clients: int, base: int, count: int) -> None:

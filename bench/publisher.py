@@ -1,10 +1,11 @@
-"""The publishing Bayeux client: its own session, publishes batched into POSTs or frames."""
+"""Publishing: one Bayeux client publishing batches into POSTs or frames (:class:`Publisher`),
+or every client publishing its own messages one per request (:class:`OwnPublishers`)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from bayeux import (
@@ -155,3 +156,143 @@ class Publisher:
             conn.close()
         if isinstance(self.client, LongPollClient | WebSocketClient):
             self.client.close()
+
+
+class OwnPublishers:
+    """Every client publishes its own messages to its own channel, one message per request.
+
+    Message ``s`` belongs to client ``s mod N`` (the rule :class:`metrics.StepTracker` checks
+    deliveries against).  Long-polling: each client has a second keep-alive connection that
+    carries its browser cookie, as the CometD JavaScript client does (one connection for the
+    held ``/meta/connect``, one for everything else); one publish per POST, and a publish due
+    while the previous POST is unanswered waits for it.  Events that come back in a publish
+    response (a server may send the session's queue there) count as delivered.  WebSocket: one
+    frame per publish on the client's socket.
+    """
+
+    def __init__(self, clients: list[BayeuxClient], anomalies: Anomalies, now: Any) -> None:
+        self.clients = clients
+        self.anomalies = anomalies
+        self.now = now
+        self.sent = 0
+        self.acked = 0
+        self.failed = 0
+        self._lanes: list[_Lane] = []
+
+    @property
+    def backlog(self) -> int:
+        return sum(len(lane.waiting) for lane in self._lanes)
+
+    async def start(self, concurrency: int = 100) -> None:
+        """Open the long-polling clients' publishing connections (websocket: hook the acks)."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def open_lane(lane: _Lane) -> None:
+            async with gate:
+                await lane.open()
+
+        for client in self.clients:
+            if isinstance(client, WebSocketClient):
+                client.on_ack = self._count_acks
+        self._lanes = [_Lane(self, c) for c in self.clients if isinstance(c, LongPollClient)]
+        await asyncio.gather(*(open_lane(lane) for lane in self._lanes))
+
+    def publish(self, messages: list[dict[str, Any]]) -> None:
+        n = len(self.clients)
+        for message in messages:
+            index = message["data"]["s"] % n
+            if self._lanes:
+                self._lanes[index].publish(message)
+                continue
+            ws = cast(WebSocketClient, self.clients[index]).ws
+            if ws is not None and ws.open:
+                ws.send_text(ENCODE([message]))
+                self.sent += 1
+            else:
+                self.failed += 1
+
+    def _count_acks(self, msgs: list[Msg]) -> None:
+        for m in msgs:
+            if m.channel.startswith("/meta/") or m.data is not None:
+                continue
+            if m.successful:
+                self.acked += 1
+            else:
+                self.failed += 1
+                self.anomalies[f"publish failed: {m.error}"] += 1
+
+    def close(self) -> None:
+        for lane in self._lanes:
+            lane.close()
+
+
+class _Lane:
+    """One long-polling client's publishing connection: one POST in flight, the rest wait."""
+
+    __slots__ = ("client", "conn", "opening", "owner", "waiting")
+
+    def __init__(self, owner: OwnPublishers, client: LongPollClient) -> None:
+        self.owner = owner
+        self.client = client
+        self.conn: HttpConnection | None = None
+        self.opening = False
+        self.waiting: deque[dict[str, Any]] = deque()
+
+    async def open(self) -> None:
+        ep = self.client.endpoint
+        self.opening = True
+        try:
+            _, self.conn = await asyncio.get_running_loop().create_connection(
+                lambda: HttpConnection(
+                    ep.authority, ep.path, self.client.jar, self._on_response, self._on_close
+                ),
+                ep.host,
+                ep.port,
+            )
+        except OSError as exc:
+            self.owner.anomalies[f"publisher connect failed: {exc}"] += 1
+            return
+        finally:
+            self.opening = False
+        self._send_next()
+
+    def publish(self, message: dict[str, Any]) -> None:
+        self.waiting.append(message)
+        conn = self.conn
+        if conn is not None and conn.open:
+            if not conn.busy:
+                self._send_next()
+        elif not self.opening:
+            self.conn = None
+            self.owner.anomalies["publishing connection reopened"] += 1
+            asyncio.get_running_loop().create_task(self.open())
+
+    def _send_next(self) -> None:
+        if self.waiting and self.conn is not None and self.conn.open:
+            self.conn.post(ENCODE([self.waiting.popleft()]))
+            self.owner.sent += 1
+
+    def _on_response(self, status: int, body: bytes) -> None:
+        owner = self.owner
+        if status != 200:
+            owner.anomalies[f"HTTP {status} on publish"] += 1
+            owner.failed += 1
+        else:
+            try:
+                msgs = DECODER.decode(body)
+            except msgspec.DecodeError:
+                owner.anomalies["undecodable publish response"] += 1
+            else:
+                owner._count_acks(msgs)
+                self.client.sink.deliver(self.client.index, msgs, owner.now())
+        self._send_next()
+
+    def _on_close(self, exc: Exception | None) -> None:
+        if self.conn is not None and self.conn.busy:
+            self.owner.anomalies["publish connection closed with a request in flight"] += 1
+        self.conn = None
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.on_close = None
+            self.conn.close()

@@ -1,6 +1,7 @@
-"""Bayeux benchmark: the same loads against Faye and the gateway, printed side by side.
+"""Bayeux benchmark: the same loads against Faye, cometd-nodejs-server and the gateway, printed
+side by side.
 
-    .venv/bin/python bench/run.py            # full run, under ~20 minutes
+    .venv/bin/python bench/run.py            # full run, about 22 minutes, under ~30
     .venv/bin/python bench/run.py --quick    # smoke version, a few minutes
     .venv/bin/python bench/run.py --servers gateway --only invites   # contact center, ~1 min
     .venv/bin/python bench/run.py --only mail     # mail latency (Dovecot, pymap), ~1.5 min
@@ -36,18 +37,21 @@ from servers import (
     LoadGen,
     RunningServer,
     ServerSpec,
-    ensure_faye_installed,
+    cometd_spec,
+    ensure_node_peer_installed,
     established_connections,
     faye_spec,
-    faye_version,
     gateway_available,
     gateway_spec,
+    node_peer_version,
 )
 
 SERVER_CORE, GEN_CORE = 0, 1
 RESULTS_DIR = BENCH_DIR / "results"
 LOG_DIR = RESULTS_DIR / "logs"
-RAMPS = [(w, t) for w in ("broadcast", "agents") for t in ("lp", "ws")]
+RAMPS = [(w, t) for w in ("broadcast", "agents", "self") for t in ("lp", "ws")]
+# cometd-nodejs-server has no websocket transport: it runs the long-polling ramps only.
+LONG_POLLING_ONLY = {"cometd"}
 
 
 @dataclass
@@ -59,6 +63,7 @@ class Plan:
     factor: float = 2**0.5
     broadcast_rates: tuple[float, float] = (10, 640)  # first, last publish rate (msgs/s)
     agents_rates: tuple[float, float] = (1000, 128000)
+    self_rates: tuple[float, float] = (1000, 64000)  # every client publishing its own
     big_clients: int = 10_000
     big_rate: float = 10
     big_seconds: float = 20.0
@@ -85,6 +90,7 @@ class Plan:
             factor=2.0,
             broadcast_rates=(20, 640),
             agents_rates=(2000, 64000),
+            self_rates=(2000, 64000),
             big_clients=2000,
             big_seconds=5.0,
             idle_sessions=4000,
@@ -95,7 +101,11 @@ class Plan:
         )
 
     def rates(self, workload: str) -> list[float]:
-        first, last = self.broadcast_rates if workload == "broadcast" else self.agents_rates
+        first, last = {
+            "broadcast": self.broadcast_rates,
+            "agents": self.agents_rates,
+            "self": self.self_rates,
+        }[workload]
         out: list[float] = []
         r = first
         while r <= last * 1.001:
@@ -355,12 +365,12 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--quick", action="store_true", help="short smoke version")
-    p.add_argument("--servers", default="faye,gateway", help="comma-separated subset")
+    p.add_argument("--servers", default="faye,cometd,gateway", help="comma-separated subset")
     p.add_argument(
         "--only",
         default="ramp,big,idle,invites,mail",
         help="comma-separated subset of: ramp, big, idle, invites, mail; a ramp or big run can "
-        "be narrowed with colons: ramp:agents:ws, ramp:broadcast, big:lp",
+        "be narrowed with colons: ramp:agents:ws, ramp:self:lp, ramp:broadcast, big:lp",
     )
     p.add_argument(
         "--gateway-env",
@@ -394,8 +404,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"WARNING: {notes[-1]}", flush=True)
     bayeux_sections = only & {"ramp", "big", "idle", "invites"}  # mail starts its own servers
     if "faye" in wanted and bayeux_sections:
-        ensure_faye_installed()
+        ensure_node_peer_installed("faye")
         specs.append(faye_spec())
+    if "cometd" in wanted and "ramp" in only:  # long-polling ramps only, see LONG_POLLING_ONLY
+        ensure_node_peer_installed("cometd")
+        specs.append(cometd_spec())
     if "gateway" in wanted and bayeux_sections:
         ok, why = gateway_available()
         if ok:
@@ -408,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         quick=plan.quick,
         servers=[s.name for s in specs],
         notes=notes,
-        faye_version=faye_version(),
+        peer_versions=[node_peer_version(s.name) for s in specs if s.name != "gateway"],
         started=time.strftime("%Y-%m-%d %H:%M:%S"),
         clients=plan.clients,
         step_seconds=plan.step_seconds,
@@ -426,12 +439,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     for workload, transport in picked(selected, "ramp", RAMPS):
         for spec in specs:
-            results.ramps[(workload, transport, spec.name)] = ramp(spec, plan, workload, transport)
+            if transport == "lp" or spec.name not in LONG_POLLING_ONLY:
+                results.ramps[(workload, transport, spec.name)] = ramp(
+                    spec, plan, workload, transport
+                )
+    # cometd-nodejs-server joins the ramps only: the 10,000-client and idle runs compare the
+    # gateway with Faye, as before.
+    baseline = [s for s in specs if s.name in ("faye", "gateway")]
     # The issue does not fix the transport of this target: both are run and reported.
     for (transport,) in picked(selected, "big", [(t,) for t in BIG_TRANSPORTS]):
-        for spec in specs:
+        for spec in baseline:
             results.big[f"{transport}:{spec.name}"] = big_broadcast(spec, plan, transport)
-    for spec in specs if "idle" in only else []:
+    for spec in baseline if "idle" in only else []:
         results.idle[spec.name] = idle_memory(spec, plan, fd_limit)
     # Faye has no contact center: this scenario runs against the gateway only.
     for spec in [s for s in specs if s.name == "gateway"] if "invites" in only else []:

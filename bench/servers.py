@@ -1,5 +1,10 @@
-"""Processes the bench starts: the servers under test (Faye and the gateway, pinned to one
-core) and load-generator processes.  Only processes started here are stopped, by their PID.
+"""Processes the bench starts: the servers under test (Faye, cometd-nodejs-server and the
+gateway, pinned to one core) and load-generator processes.  Only processes started here are
+stopped, by their PID.
+
+The gateway runs as ``python -m gateway`` from the repository this bench belongs to, with the
+interpreter running the bench: a checkout's own code is measured, not whatever an installed
+``gateway`` script would import.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -24,7 +30,11 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 FAYE_DIR = BENCH_DIR / "faye"
-VENV_BIN = REPO_DIR / ".venv" / "bin"
+COMETD_DIR = BENCH_DIR / "cometd"
+# The Node peers: bench directory (server.js, package.json, package-lock.json) and the npm
+# package whose version the report names.
+NODE_PEERS = {"faye": (FAYE_DIR, "faye"), "cometd": (COMETD_DIR, "cometd-nodejs-server")}
+GATEWAY_CMD = [sys.executable, "-m", "gateway"]
 HOST = "127.0.0.1"
 DATA_DIR_ENV = "GATEWAY_STORE__DATA_DIR"
 ANONYMOUS_ENV = "GATEWAY_AGENTS__ALLOW_ANONYMOUS_BAYEUX"
@@ -39,53 +49,65 @@ class ServerSpec:
     ready_path: str = ""
 
     def argv(self, port: int) -> list[str]:
-        if self.name == "faye":
-            return [shutil.which("node") or "node", str(FAYE_DIR / "server.js"), str(port), HOST]
-        return [str(VENV_BIN / "gateway"), "serve", "--host", HOST, "--port", str(port)]
+        if self.name in NODE_PEERS:
+            server_js = NODE_PEERS[self.name][0] / "server.js"
+            return [shutil.which("node") or "node", str(server_js), str(port), HOST]
+        return [*GATEWAY_CMD, "serve", "--host", HOST, "--port", str(port)]
 
     @property
     def cwd(self) -> Path:
-        return FAYE_DIR if self.name == "faye" else REPO_DIR
+        return NODE_PEERS[self.name][0] if self.name in NODE_PEERS else REPO_DIR
 
 
 def faye_spec() -> ServerSpec:
     return ServerSpec("faye", "/faye")
 
 
+def cometd_spec() -> ServerSpec:
+    """cometd-nodejs-server: long-polling only (the package has no websocket transport)."""
+    return ServerSpec("cometd", "/cometd")
+
+
 def gateway_spec(overrides: dict[str, str] | None = None) -> ServerSpec:
     # The Bayeux scenarios' clients handshake anonymously (no agent login): allowed here only.
-    env = {"GATEWAY_LOG__LEVEL": "warning", ANONYMOUS_ENV: "true"}
+    # All of them connect from 127.0.0.1 (10,000 and 19,900 in the big runs), over the default
+    # cap of connections per client address.
+    env = {
+        "GATEWAY_LOG__LEVEL": "warning",
+        ANONYMOUS_ENV: "true",
+        "GATEWAY_SERVER__MAX_CONNECTIONS_PER_ADDRESS": "0",
+    }
     env.update(overrides or {})
     return ServerSpec("gateway", "/cometd", env)
 
 
-def ensure_faye_installed() -> None:
-    """Install Faye from the lock file when node_modules is missing."""
-    if (FAYE_DIR / "node_modules" / "faye" / "package.json").exists():
+def ensure_node_peer_installed(name: str) -> None:
+    """Install a Node peer (``faye``, ``cometd``) from its lock file when node_modules is
+    missing."""
+    directory, package = NODE_PEERS[name]
+    if (directory / "node_modules" / package / "package.json").exists():
         return
     npm = shutil.which("npm")
     if npm is None:
-        raise RuntimeError("npm not found: Node 20 + npm are needed for the Faye baseline")
-    print("installing Faye (npm ci) ...", flush=True)
-    subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=FAYE_DIR, check=True)
+        raise RuntimeError(f"npm not found: Node 20 + npm are needed for the {name} peer")
+    print(f"installing {package} (npm ci) ...", flush=True)
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=directory, check=True)
 
 
-def faye_version() -> str:
+def node_peer_version(name: str) -> str:
+    directory, package = NODE_PEERS[name]
     try:
-        meta = json.loads((FAYE_DIR / "node_modules" / "faye" / "package.json").read_text())
+        meta = json.loads((directory / "node_modules" / package / "package.json").read_text())
         node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
-        return f"faye {meta['version']} on node {node.stdout.strip()}"
+        return f"{package} {meta['version']} on node {node.stdout.strip()}"
     except (OSError, ValueError, KeyError):
-        return "faye (version unknown)"
+        return f"{package} (version unknown)"
 
 
 def gateway_available() -> tuple[bool, str]:
-    exe = VENV_BIN / "gateway"
-    if not exe.exists():
-        return False, f"{exe} not found"
     try:
         done = subprocess.run(
-            [str(exe), "serve", "--help"],
+            [*GATEWAY_CMD, "serve", "--help"],
             capture_output=True,
             text=True,
             timeout=30,

@@ -77,6 +77,8 @@ def _wall_ms() -> int:
 
 
 _NO_MESSAGE = Message()  # what a malformed batch entry's reply is built against
+# Transports whose replies also carry the session's queued events (callback-polling: no)
+_PIGGYBACK = frozenset({"long-polling", "websocket"})
 
 
 class _Waiter:
@@ -122,6 +124,8 @@ class Hub:
         self._opened: list[SessionListener] = []
         self._closed: list[SessionListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._hushed: dict[str, int] = {}  # session -> requests holding its wake-ups back
+        self._woken: set[str] = set()  # hushed sessions that something was queued for
         self.stats: Counter[str] = Counter()
         self.holds = Holds(
             engine=engine,
@@ -196,6 +200,9 @@ class Hub:
     # -- engine listener ----------------------------------------------------------------------
 
     def wake(self, client_id: str) -> None:
+        if client_id in self._hushed:
+            self._woken.add(client_id)
+            return
         self.holds.wake(client_id)
 
     def closed(self, record: SessionRecord, reason: str) -> None:
@@ -231,6 +238,59 @@ class Hub:
         head: list[bytes] = []
         replies: list[bytes] = []
         connects: list[tuple[Connect, Message]] = []
+        # Sessions publishing in a request whose response takes their events back: the
+        # wake-ups of their held connects wait for that response (see _hush).
+        hushed: list[str] = []
+        drained: list[bytes] = []
+        try:
+            piggyback = await self._handle_all(
+                batch, ctx, peer, now, head, replies, connects, hushed
+            )
+            if (
+                not connects
+                and piggyback is not None
+                and self._piggyback(piggyback, ctx)
+                and not (ws is not None and ws.backed_up)  # they wait in the bounded queue
+            ):
+                drained = await self.engine.drain(piggyback.client_id)
+        finally:
+            for client_id in self._unhush(hushed) if hushed else ():
+                if await self.engine.has_messages(client_id):
+                    self.holds.wake(client_id)
+        outcome = Outcome(parts=head)
+        tail: list[bytes] = []
+        for action, message in connects:
+            waiter = _Waiter() if ws is None and responder is None else None
+            answer = await self.holds.connect(action, message, ctx, ws, responder or waiter)
+            if answer is None:
+                # Held: only a connect alone in its request is held, so nothing else is due.
+                if waiter is not None:
+                    return await waiter.future
+                if ws is None:
+                    return Outcome(held=action.session.client_id)
+                continue
+            events, encoded = answer
+            outcome.parts.extend(events)
+            tail.append(encoded)
+        outcome.parts.extend(drained)  # piggy-back: only in a request without a connect
+        outcome.parts.extend(replies)
+        outcome.parts.extend(tail)
+        return outcome
+
+    async def _handle_all(
+        self,
+        batch: Sequence[Message | Malformed],
+        ctx: RequestContext,
+        peer: Peer,
+        now: int,
+        head: list[bytes],
+        replies: list[bytes],
+        connects: list[tuple[Connect, Message]],
+        hushed: list[str],
+    ) -> SessionRecord | None:
+        """Carry out every message but the connects (collected in ``connects``); encoded replies
+        go to ``head`` (handshake) and ``replies``.  Return the session whose queue the
+        response may take (the last one that published or (un)subscribed)."""
         piggyback: SessionRecord | None = None
         core, engine = self.core, self.engine
         last: SessionRecord | None = None  # the session of the previous publish or (un)subscribe
@@ -263,6 +323,8 @@ class Hub:
                     for reply in await self._publish_service(action, message):
                         self._out(replies, reply, message, now)
                 else:
+                    if self._piggyback(action.session, ctx):
+                        self._hush(action.session.client_id, hushed)
                     reply = await self._publish(action, message)
                     published += reply is action.reply
                     self._out(replies, reply, message, now)
@@ -287,26 +349,32 @@ class Hub:
             await self.engine.touch(
                 piggyback.client_id, self.settings.expiry_after_activity(self._clock_ms())
             )
-        outcome = Outcome(parts=head)
-        tail: list[bytes] = []
-        for action, message in connects:
-            waiter = _Waiter() if ws is None and responder is None else None
-            answer = await self.holds.connect(action, message, ctx, ws, responder or waiter)
-            if answer is None:
-                # Held: only a connect alone in its request is held, so nothing else is due.
-                if waiter is not None:
-                    return await waiter.future
-                if ws is None:
-                    return Outcome(held=action.session.client_id)
-                continue
-            events, encoded = answer
-            outcome.parts.extend(events)
-            tail.append(encoded)
-        if not connects and piggyback is not None and self._piggyback(piggyback, ctx):
-            outcome.parts.extend(await self.engine.drain(piggyback.client_id))
-        outcome.parts.extend(replies)
-        outcome.parts.extend(tail)
-        return outcome
+        return piggyback
+
+    def _hush(self, client_id: str, hushed: list[str]) -> None:
+        """Hold the session's wake-ups back until this request's response has taken its events.
+
+        A client publishing to a channel it subscribes itself gets the event back in the
+        publish response (piggy-back).  Waking its held connect too would answer that connect
+        with nothing and cost a whole HTTP cycle per publish; CometD likewise batches the
+        request and wakes the connect only for what the response left.
+        """
+        if client_id not in hushed:
+            hushed.append(client_id)
+            self._hushed[client_id] = self._hushed.get(client_id, 0) + 1
+
+    def _unhush(self, hushed: list[str]) -> list[str]:
+        """The response is built: the sessions something was queued for meanwhile (their held
+        connects are woken if the response left them anything)."""
+        woken = []
+        for client_id in hushed:
+            left = self._hushed.pop(client_id) - 1
+            if left:  # another request of the session is still running: its end wakes
+                self._hushed[client_id] = left
+            elif client_id in self._woken:
+                self._woken.discard(client_id)
+                woken.append(client_id)
+        return woken
 
     def _out(self, target: list[bytes], reply: Reply, request: Message, now: int) -> None:
         final = self.core.outgoing(reply, request, now)
@@ -314,9 +382,7 @@ class Hub:
             target.append(encode(final))
 
     def _piggyback(self, session: SessionRecord, ctx: RequestContext) -> bool:
-        return (
-            ctx.transport == "long-polling" and not self.deliver_only_on_connect and not session.ack
-        )
+        return ctx.transport in _PIGGYBACK and not self.deliver_only_on_connect and not session.ack
 
     async def _handshake(self, action: Handshake, message: Message, peer: Peer) -> Reply:
         grant = await self.policy.can_handshake(message, peer)

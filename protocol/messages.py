@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
@@ -122,6 +122,7 @@ class DecodeError(ValueError):
 
 _encoder: Final = msgspec.json.Encoder()
 _message_decoder: Final = msgspec.json.Decoder(Message)
+_batch_decoder: Final = msgspec.json.Decoder(list[Message])
 _list_decoder: Final = msgspec.json.Decoder(list[Raw])
 _any_decoder: Final = msgspec.json.Decoder()
 _FIELD_RE: Final = re.compile(r"at `\$\.([A-Za-z_-]+)")
@@ -153,6 +154,16 @@ def decode_batch(body: bytes | str, *, max_messages: int) -> list[Message | Malf
             text.decode("utf-8")
         except UnicodeDecodeError:
             raise DecodeError("body is not valid UTF-8") from None
+    if text[:1] == b"[":
+        # Nearly every request is a well-formed array: one pass decodes it.  Anything else
+        # (a malformed entry, bad JSON, too many messages) takes the entry-by-entry path below.
+        try:
+            batch = _batch_decoder.decode(text)
+        except (msgspec.DecodeError, RecursionError):
+            pass
+        else:
+            if batch and len(batch) <= max_messages:
+                return cast("list[Message | Malformed]", batch)
     try:
         if text[:1] == b"[":
             items = _list_decoder.decode(text)

@@ -1,9 +1,10 @@
 """The ``websocket`` transport (CometD ``WebSocketTransport``).
 
 The upgrade happens at the mount URL.  Each text frame carries one message or a JSON array of
-them, in both directions.  Replies to a frame go back as one frame; while a connect is held,
-queued events are pushed at once, several in one frame when they arrive together, and the
-connect reply follows at timeout.  A session may arrive here with a clientId obtained over
+them, in both directions.  Replies to a frame go back as one frame, with the session's queued
+events ahead of them (as long-polling replies carry them); while a connect is held, queued
+events are pushed at once, several in one frame when they arrive together, and the connect
+reply follows at timeout.  A session may arrive here with a clientId obtained over
 long-polling and go back; closing the socket does not end its sessions before
 ``interval + maxInterval``.
 

@@ -2,8 +2,8 @@
 
 Who receives what is read with ``drain()``: a ``/meta/connect`` with ``advice.timeout: 0``,
 which the gateway answers at once with everything queued for the session (§3.1 step 3), plus
-any event already seen (long-polling piggy-backs queued events on other replies).  A publish is
-queued before its acknowledgement is sent, so nothing here waits on a clock.
+any event already seen (replies to other messages carry queued events too: piggy-back).  A
+publish is queued before its acknowledgement is sent, so nothing here waits on a clock.
 """
 
 from __future__ import annotations

@@ -105,6 +105,13 @@ def test_serve_starts_prints_where_to_connect_and_stops_on_sigterm(tmp_path: Pat
         line = proc.stdout.readline()
         assert f"http://127.0.0.1:{port}/cometd" in line
         assert f"http://127.0.0.1:{port}/api/v2/notifications" in line
+        # A client hanging up mid-write fails that write; SIGPIPE must not end the server.
+        ignored = next(
+            int(row.split()[1], 16)
+            for row in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+            if row.startswith("SigIgn:")
+        )
+        assert ignored & (1 << (signal.SIGPIPE - 1))
         body = b'[{"channel":"/meta/handshake","supportedConnectionTypes":["long-polling"]}]'
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/api/v2/notifications",
