@@ -251,10 +251,12 @@ class FastHttpProtocol(asyncio.Protocol):
     # -- requests -----------------------------------------------------------------------------
 
     def _limit_buffer(self) -> None:
-        """Stop reading while what waits behind the request under way exceeds one request."""
+        """Stop reading while what waits behind the request under way exceeds one request.
+
+        Each time, not once: aiohttp, on a connection handed to it, resumes reading for its own
+        flow control without knowing that this buffer is full."""
         if (
-            not self._read_paused
-            and self.transport is not None
+            self.transport is not None
             and len(self._buffer) > MAX_HEAD + self.fast.options.max_body_bytes
         ):
             self._read_paused = True
