@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote, quote_from_bytes
 
 import aiohttp
 import pytest
@@ -94,6 +95,30 @@ async def test_long_polling_answers_any_body(
     else:
         assert reply.status in (400, 413), reply.status
         assert set(decoded) == {"error", "detail"}, decoded
+    assert (await client.handshake())["successful"] is True
+    await client.close()
+
+
+@pytest.mark.parametrize("fast_http", [True], ids=["default-server"])
+@FUZZ
+@given(body=BODIES, callback=st.sampled_from(["cb", "jQuery_1.x", "a b", "", "1x"]))
+@example(body=ISSUE_BODY, callback="cb")
+@example(body=DEEP_BODY, callback="cb")
+async def test_callback_polling_answers_any_message(
+    fuzzed: RunningGateway, open_client: OpenClient, body: bytes, callback: str
+) -> None:
+    """JSONP: the body percent-encoded as ``message=``, with good and bad callbacks."""
+    client: LongPollingClient = await open_client(fuzzed, "long-polling")
+    query = f"jsonp={quote(callback)}&message={quote_from_bytes(body)}"
+    reply = await client.send_http("GET", f"?{query}", allow_redirects=False)
+    assert reply.status < 500, (reply.status, reply.body[:300])
+    if reply.status == 200:
+        assert reply.body.startswith(f"/**/{callback}(".encode()), reply.body[:300]
+        decoded = json.loads(reply.body[len(callback) + 5 : -2])
+        assert all("successful" in m for m in decoded), decoded
+    else:
+        assert reply.status in (400, 413, 431), reply.status  # 431: the query makes the head
+        assert set(reply.json()) == {"error", "detail"}, reply.body[:300]
     assert (await client.handshake())["successful"] is True
     await client.close()
 
