@@ -22,7 +22,25 @@ from bayeux import (
 from wire import HttpConnection
 
 
-class Publisher:
+class _AckCounter:
+    """Counts the publish replies among received messages: acked, or failed (an anomaly)."""
+
+    anomalies: Anomalies
+    acked: int
+    failed: int
+
+    def _count_acks(self, msgs: list[Msg]) -> None:
+        for m in msgs:
+            if m.channel.startswith("/meta/") or m.data is not None:
+                continue
+            if m.successful:
+                self.acked += 1
+            else:
+                self.failed += 1
+                self.anomalies[f"publish failed: {m.error}"] += 1
+
+
+class Publisher(_AckCounter):
     """Publishes lists of Bayeux publish messages; counts acks and failures.
 
     Long-polling: the session's connect loop runs on its own connection and publishes go over a
@@ -140,16 +158,6 @@ class Publisher:
         self._free.append(conn)
         self._pump()
 
-    def _count_acks(self, msgs: list[Msg]) -> None:
-        for m in msgs:
-            if m.channel.startswith("/meta/") or m.data is not None:
-                continue
-            if m.successful:
-                self.acked += 1
-            else:
-                self.failed += 1
-                self.anomalies[f"publish failed: {m.error}"] += 1
-
     def close(self) -> None:
         for conn in self._all:
             conn.on_close = None
@@ -158,7 +166,7 @@ class Publisher:
             self.client.close()
 
 
-class OwnPublishers:
+class OwnPublishers(_AckCounter):
     """Every client publishes its own messages to its own channel, one message per request.
 
     Message ``s`` belongs to client ``s mod N`` (the rule :class:`metrics.StepTracker` checks
@@ -210,16 +218,6 @@ class OwnPublishers:
                 self.sent += 1
             else:
                 self.failed += 1
-
-    def _count_acks(self, msgs: list[Msg]) -> None:
-        for m in msgs:
-            if m.channel.startswith("/meta/") or m.data is not None:
-                continue
-            if m.successful:
-                self.acked += 1
-            else:
-                self.failed += 1
-                self.anomalies[f"publish failed: {m.error}"] += 1
 
     def close(self) -> None:
         for lane in self._lanes:
