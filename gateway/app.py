@@ -29,7 +29,7 @@ from gateway.logs import AccessLog, EdgeLog
 from gateway.security import SecurityPolicy
 from gateway.transports.common import TransportOptions
 from gateway.transports.http import handle_jsonp, handle_post, handle_preflight
-from gateway.transports.websocket import WebSocketPeer, handle_websocket
+from gateway.transports.websocket import OpenSocket, handle_websocket
 from protocol import Settings
 
 __all__ = ["CONFIG", "HUB", "OPTIONS", "SOCKETS", "create_app", "make_engine", "settings_from"]
@@ -40,7 +40,7 @@ HUB = web.AppKey("hub", Hub)
 CONFIG = web.AppKey("config", Config)
 OPTIONS = web.AppKey("transport_options", TransportOptions)
 #: The open websockets (their flow-controlled senders).
-SOCKETS: web.AppKey[set[WebSocketPeer]] = web.AppKey("sockets")
+SOCKETS: web.AppKey[set[OpenSocket]] = web.AppKey("sockets")
 
 SWEEP_INTERVAL_S = 1.0
 
@@ -168,7 +168,7 @@ async def _release_clients(app: web.Application) -> None:
     """Shutdown, before aiohttp waits for handlers: answer held connects, close websockets."""
     await app[HUB].close()
     # Together, and each bounded: a client that reads nothing cannot hold up the shutdown.
-    sockets: set[WebSocketPeer] = app[SOCKETS]
+    sockets = app[SOCKETS]
     await asyncio.gather(
         *(peer.close(WSCloseCode.GOING_AWAY, b"server shutdown") for peer in list(sockets))
     )

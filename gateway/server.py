@@ -19,7 +19,7 @@ from aiohttp import web
 from yarl import URL
 
 from gateway.agents.demo import Demo, prepare_demo
-from gateway.app import CONFIG, HUB, OPTIONS, create_app
+from gateway.app import CONFIG, HUB, OPTIONS, SOCKETS, create_app
 from gateway.config import Config, MailConfig
 from gateway.gcpolicy import GcPolicy
 from gateway.logs import configure_logging
@@ -76,6 +76,7 @@ async def start(app: web.Application, host: str, port: int) -> RunningGateway:
         request_timeout_s=config.server.request_timeout_s,
         max_connections_per_address=config.server.max_connections_per_address,
         access_log=config.server.access_log,
+        sockets=app[SOCKETS],
     )
     # After the hub has answered held connects (registered by create_app).
     app.on_shutdown.append(_fast_drain(fast, config.server.shutdown_timeout_s))

@@ -15,6 +15,7 @@ from gateway.hub import Hub
 from gateway.transports.common import TransportOptions
 from gateway.transports.fasthttp import KEEPALIVE_S, FastHttpProtocol
 from gateway.transports.heads import Date
+from gateway.transports.websocket import OpenSocket
 
 __all__ = ["FastPath"]
 
@@ -34,6 +35,7 @@ class FastPath:
         request_timeout_s: float = 5.0,
         max_connections_per_address: int = 0,
         access_log: bool = False,
+        sockets: set[OpenSocket] | None = None,
     ) -> None:
         self.hub = hub
         self.options = options
@@ -41,6 +43,8 @@ class FastPath:
         self.request_timeout_s = request_timeout_s
         self.max_per_address = max_connections_per_address
         self.access_log = access_log
+        #: The open websockets (shared with the aiohttp route's, closed together at shutdown).
+        self.sockets: set[OpenSocket] = set() if sockets is None else sockets
         self._mounts = tuple(mounts)
         self.connections: set[FastHttpProtocol] = set()
         self.per_address: dict[str, int] = {}

@@ -44,6 +44,7 @@ from gateway.eager import start_eagerly
 from gateway.held import Outcome
 from gateway.security import Peer
 from gateway.transports.common import answer_headers, error_body, origin_allowed
+from gateway.transports.fastws import FastWebSocket, handshake
 from gateway.transports.heads import REASONS, Refused, RequestHead, parse_cookies, reason
 from gateway.transports.http import (
     FORBIDDEN_ORIGIN,
@@ -100,6 +101,7 @@ class FastHttpProtocol(asyncio.Protocol):
         "_url",
         "_watcher",
         "_write_paused",
+        "_ws",
         "deadline",
         "fast",
         "last_active",
@@ -124,6 +126,7 @@ class FastHttpProtocol(asyncio.Protocol):
         self._reply_to: RequestHead | None = None
         self._delegate: asyncio.Protocol | None = None
         self._watcher: _Watcher | None = None
+        self._ws: FastWebSocket | None = None  # the websocket this connection was upgraded to
         self._read_paused = False
         self._write_paused = False
         self.last_active = asyncio.get_running_loop().time()
@@ -134,7 +137,8 @@ class FastHttpProtocol(asyncio.Protocol):
 
     @property
     def delegated(self) -> bool:
-        return self._delegate is not None
+        """No longer an HTTP/1.1 connection of this protocol: aiohttp's, or a websocket."""
+        return self._delegate is not None or self._ws is not None
 
     def idle_since(self, cutoff: float) -> bool:
         return not self.busy and not self.delegated and self.last_active < cutoff
@@ -155,6 +159,9 @@ class FastHttpProtocol(asyncio.Protocol):
             self._send_error(429, "too_many_connections", detail)
 
     def data_received(self, data: bytes) -> None:
+        if self._ws is not None:
+            self._ws.data_received(data)
+            return
         if self._delegate is not None:
             if self._write_paused:  # aiohttp would read on and queue answers without limit
                 self._buffer += data
@@ -170,6 +177,9 @@ class FastHttpProtocol(asyncio.Protocol):
         self._limit_buffer()
 
     def eof_received(self) -> bool | None:
+        if self._ws is not None:
+            self._ws.eof_received()
+            return None
         if self._delegate is not None:
             return self._delegate.eof_received()
         return None
@@ -185,16 +195,24 @@ class FastHttpProtocol(asyncio.Protocol):
             self.fast.hub.abandon(self._held, self)
             self._held = None
         self.transport = None
+        if self._ws is not None:
+            self._ws.connection_lost()
         if self._delegate is not None:
             self._delegate.connection_lost(exc)
 
     def pause_writing(self) -> None:
+        if self._ws is not None:
+            self._ws.pause_writing()
+            return
         self._write_paused = True
         self.deadline = None  # what waits now waits for the client to read, not to send
         if self._delegate is not None:
             self._delegate.pause_writing()
 
     def resume_writing(self) -> None:
+        if self._ws is not None:
+            self._ws.resume_writing()
+            return
         self._write_paused = False
         if self._delegate is not None:
             self._delegate.resume_writing()
@@ -261,6 +279,14 @@ class FastHttpProtocol(asyncio.Protocol):
         ):
             self._read_paused = True
             self.transport.pause_reading()
+
+    def pause_reading(self) -> None:
+        if not self._read_paused and self.transport is not None:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._resume_reading()
 
     def _resume_reading(self) -> None:
         if self._read_paused and self.transport is not None:
@@ -332,6 +358,9 @@ class FastHttpProtocol(asyncio.Protocol):
             return False
         if request.version == "1.1" and "host" not in request.headers:
             self._refuse(400, "invalid_http_request", "an HTTP/1.1 request needs a Host header")
+            return False
+        if request.method == b"GET" and self._wants_websocket(request):
+            self._upgrade(request)
             return False
         if (
             request.method != b"POST"
@@ -441,6 +470,62 @@ class FastHttpProtocol(asyncio.Protocol):
         http_log.info("http_bad_request", status=status, error=error, remote=self._remote)
         self._buffer.clear()
         self._send_error(status, error, detail)
+
+    def _wants_websocket(self, request: RequestHead) -> bool:
+        upgrade = request.headers.get("upgrade")
+        return (
+            upgrade is not None
+            and upgrade.strip().lower() == "websocket"
+            and self.fast.serves(request.path)
+        )
+
+    def _upgrade(self, request: RequestHead) -> None:
+        """A websocket on a Bayeux mount: this connection carries its frames from now on."""
+        transport = self.transport
+        if transport is None:
+            return
+        fast = self.fast
+        options = fast.options
+        if fast.closing:
+            self._send_error(503, "shutting_down", "the gateway is stopping")
+            return
+        if not origin_allowed(request.origin, request.headers.get("host"), options):
+            self._answer(FORBIDDEN_ORIGIN, request, keep_alive=False)
+            return
+        response, problem = handshake(request.path, request.headers)
+        if response.status_code != 101:
+            self._refuse(response.status_code, "invalid_websocket_handshake", problem)
+            return
+        head = [b"HTTP/1.1 101 Switching Protocols\r\n"]
+        for name, value in response.headers.raw_items():
+            head.append(f"{name}: {value}\r\n".encode("latin-1"))
+        head.append(fast.date.header())
+        head.append(b"\r\n")
+        transport.write(b"".join(head))
+        cookies = parse_cookies(request.headers.get("cookie", ""))
+        ws = FastWebSocket(
+            transport=transport,
+            connection=self,
+            hub=fast.hub,
+            options=options,
+            who=Peer(
+                transport="websocket",
+                remote=self._remote,
+                headers=request.headers,
+                cookies=cookies,
+            ),
+            browser=cookies.get(options.cookie.name),
+            on_gone=fast.sockets.discard,
+            access_log=fast.access_log,
+        )
+        self._ws = ws
+        fast.sockets.add(ws)
+        self.deadline = None
+        rest = bytes(self._buffer[self._head_end :])
+        self._buffer.clear()
+        self._parser = None  # type: ignore[assignment]  # no HTTP on this connection any more
+        if rest:
+            ws.data_received(rest)
 
     def _hand_over(self) -> None:
         """Give the connection, from this request on, to aiohttp's protocol; keep watching."""

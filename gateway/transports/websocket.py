@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -34,12 +35,28 @@ from gateway.security import Peer
 from gateway.transports.common import TransportOptions, error_response, request_origin_allowed
 from protocol import DecodeError, RequestContext, decode_batch, join_batch
 
-__all__ = ["WebSocketPeer", "handle_websocket"]
+__all__ = ["CLOSE_TIMEOUT_S", "OpenSocket", "WebSocketPeer", "close_reason", "handle_websocket"]
 
 log = structlog.get_logger("gateway.websocket")
 
 #: How long a close may wait for a client that does not read before the socket is cut.
 CLOSE_TIMEOUT_S = 2.0
+
+
+class OpenSocket(Protocol):
+    """An open websocket, on either path (aiohttp's here, the edge's in ``fastws``)."""
+
+    sessions: set[str]
+
+    @property
+    def backed_up(self) -> bool: ...
+
+    @property
+    def buffered_bytes(self) -> int: ...
+
+    async def close(
+        self, code: int, message: bytes, timeout_s: float = CLOSE_TIMEOUT_S
+    ) -> None: ...
 
 
 class WebSocketPeer:
@@ -135,7 +152,7 @@ async def handle_websocket(
     request: web.Request,
     hub: Hub,
     options: TransportOptions,
-    sockets: set[WebSocketPeer],
+    sockets: set[OpenSocket],
 ) -> web.StreamResponse:
     if not request_origin_allowed(request, options):
         return error_response(403, "origin_forbidden", "this Origin is not allowed")
@@ -175,7 +192,7 @@ async def handle_websocket(
             try:
                 batch = decode_batch(frame.data, max_messages=options.max_batch)
             except DecodeError as exc:
-                await peer.close(WSCloseCode.INVALID_TEXT, _reason(exc))
+                await peer.close(WSCloseCode.INVALID_TEXT, close_reason(exc))
                 break
             ctx = RequestContext(transport="websocket", browser_id=browser, batch_size=len(batch))
             try:
@@ -195,6 +212,6 @@ async def handle_websocket(
     return ws
 
 
-def _reason(exc: Exception) -> bytes:
+def close_reason(exc: Exception) -> bytes:
     """A close reason: at most 123 bytes (RFC 6455 §5.5), plain ASCII so it is valid UTF-8."""
     return str(exc).encode("ascii", "replace")[:123]
