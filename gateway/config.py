@@ -237,8 +237,8 @@ HELP: dict[str, str] = {
     "server.shutdown_timeout_s": "how long a graceful shutdown waits for requests",
     "server.access_log": "log every HTTP request, on both HTTP paths (method, path without the "
     "query string, status, size, time)",
-    "server.fast_http": "serve long-polling POSTs on the lean HTTP path (false: all through "
-    "aiohttp)",
+    "server.fast_http": "serve long-polling POSTs and websockets on the lean HTTP path (false: "
+    "all through aiohttp)",
     "server.request_timeout_s": "time a request's head and body may take to arrive, from its "
     "first byte (408 and close after)",
     "server.max_connections_per_address": "open connections allowed per client address (429 "

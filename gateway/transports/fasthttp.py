@@ -11,8 +11,10 @@ routing, signals, response objects) costs several times what a Bayeux POST needs
 * a ``POST`` with a ``Content-Length`` body to a Bayeux mount (or one suffix of it) is served
   here: the same :func:`gateway.transports.http.long_polling` as the aiohttp route, the same
   origin check and body limit, and the same answer headers (:func:`answer_headers`);
-* anything else (websocket upgrades, JSONP, CORS preflights, chunked bodies,
-  ``Expect: 100-continue``, other paths) is handed, from that request's first byte, to aiohttp's
+* a websocket upgrade to a Bayeux mount stays here: the connection carries the frames of a
+  :class:`gateway.transports.fastws.FastWebSocket` from then on;
+* anything else (JSONP, CORS preflights, chunked bodies, ``Expect: 100-continue``, other
+  paths) is handed, from that request's first byte, to aiohttp's
   own protocol, which keeps the connection from then on.  This protocol stays in front of it:
   a second llhttp parser watches the bytes aiohttp gets, so the time limits below hold there too
   and a request llhttp refuses never reaches aiohttp.

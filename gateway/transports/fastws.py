@@ -46,7 +46,7 @@ from gateway.transports.common import TransportOptions
 from gateway.transports.websocket import CLOSE_TIMEOUT_S, close_reason
 from protocol import DecodeError, RequestContext, decode_batch, join_batch
 
-__all__ = ["FastWebSocket", "Upgrading", "handshake"]
+__all__ = ["FastWebSocket", "Upgrading", "handshake", "text_frame"]
 
 log = structlog.get_logger("gateway.websocket")
 http_log = structlog.get_logger("gateway.http")
@@ -61,6 +61,20 @@ class Upgrading(Protocol):
     def pause_reading(self) -> None: ...
 
     def resume_reading(self) -> None: ...
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A final, unmasked text frame (RFC 6455 §5.2), as a server sends it.
+
+    Written here rather than by ``ServerProtocol.send_text``, which builds the same bytes
+    through a general serializer (masks, extensions, checks) at several times the cost: this
+    is the one frame the gateway sends per answer."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 0x10000:
+        return b"\x81\x7e" + size.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + size.to_bytes(8, "big") + payload
 
 
 def handshake(path: str, headers: dict[str, str]) -> tuple[Response, str]:
@@ -87,6 +101,7 @@ class FastWebSocket:
         "_in_read",
         "_on_gone",
         "_options",
+        "_out",
         "_protocol",
         "_started",
         "_task",
@@ -123,6 +138,7 @@ class FastWebSocket:
         self._on_gone = on_gone
         self._protocol = ServerProtocol(state=State.OPEN, max_size=options.max_body_bytes)
         self._fragments: list[bytes] = []
+        self._out: list[bytes] = []  # frames of ours not written yet (see text_frame)
         self._waiting: deque[bytes] = deque()  # whole messages not yet given to the hub
         self._task: asyncio.Task[None] | None = None
         self._write_paused = False
@@ -151,7 +167,7 @@ class FastWebSocket:
     def send(self, parts: list[bytes]) -> None:
         if not parts or self.closed:
             return
-        self._protocol.send_text(join_batch(parts))
+        self._out.append(text_frame(join_batch(parts)))
         if not self._in_read:
             self._flush()
 
@@ -293,7 +309,13 @@ class FastWebSocket:
         transport = self.transport
         if transport is None:
             return
-        writes = self._protocol.data_to_send()
+        # Ours first: websockets' own frames (pongs, a close) may follow data, never precede it.
+        writes = (
+            self._out + self._protocol.data_to_send()
+            if self._out
+            else self._protocol.data_to_send()
+        )
+        self._out.clear()
         if not writes:
             return
         end = not writes[-1]  # websockets' end of stream: the close handshake is over (or failed)

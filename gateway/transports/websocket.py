@@ -1,4 +1,8 @@
-"""The ``websocket`` transport (CometD ``WebSocketTransport``).
+"""The ``websocket`` transport (CometD ``WebSocketTransport``) on aiohttp's route.
+
+With ``server.fast_http`` on (the default) upgrades to a Bayeux mount are taken by the edge
+instead (:mod:`gateway.transports.fastws`), with the same promises; this route serves them
+when it is off.
 
 The upgrade happens at the mount URL.  Each text frame carries one message or a JSON array of
 them, in both directions.  Replies to a frame go back as one frame, with the session's queued
