@@ -518,7 +518,7 @@ class FastHttpProtocol(asyncio.Protocol):
             ),
             browser=cookies.get(options.cookie.name),
             on_gone=fast.sockets.discard,
-            access_log=fast.access_log,
+            access_path=request.path.partition(";")[0] if fast.access_log else None,
         )
         self._ws = ws
         fast.sockets.add(ws)

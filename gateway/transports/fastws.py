@@ -103,12 +103,13 @@ class FastWebSocket:
         "_options",
         "_out",
         "_protocol",
+        "_sent",
         "_started",
         "_task",
         "_waiting",
         "_who",
         "_write_paused",
-        "access_log",
+        "access_path",
         "remote",
         "sessions",
         "transport",
@@ -124,12 +125,12 @@ class FastWebSocket:
         who: Peer,
         browser: str | None,
         on_gone: Callable[[FastWebSocket], None],
-        access_log: bool,
+        access_path: str | None,
     ) -> None:
         self.transport: asyncio.Transport | None = transport
         self.sessions: set[str] = set()
         self.remote = who.remote
-        self.access_log = access_log
+        self.access_path = access_path  # logged (http_request, 101) when the socket ends
         self._connection = connection
         self._hub = hub
         self._options = options
@@ -146,6 +147,7 @@ class FastWebSocket:
         self._closer: asyncio.TimerHandle | None = None
         self._gone: list[asyncio.Future[None]] = []  # close() calls waiting for the end
         self._started = time.monotonic()
+        self._sent = 0  # bytes written, for the access log
         transport.set_write_buffer_limits(high=options.ws_high_water_bytes)
 
     # -- the hub's side (gateway.held.WsPeer) -------------------------------------------------
@@ -233,12 +235,13 @@ class FastWebSocket:
             if not waiter.done():
                 waiter.set_result(None)
         self._gone.clear()
-        if self.access_log:
+        if self.access_path is not None:
             http_log.info(
                 "http_request",
                 method="GET",
-                path="websocket",
+                path=self.access_path,
                 status=101,
+                size=self._sent,
                 ms=round((time.monotonic() - self._started) * 1000, 1),
                 remote=self.remote,
             )
@@ -322,7 +325,9 @@ class FastWebSocket:
         if end:
             writes.pop()
         if writes:
-            transport.write(writes[0] if len(writes) == 1 else b"".join(writes))
+            data = writes[0] if len(writes) == 1 else b"".join(writes)
+            self._sent += len(data)
+            transport.write(data)
         if end:
             # What is buffered goes out first, for at most CLOSE_TIMEOUT_S to a client that reads.
             transport.close()

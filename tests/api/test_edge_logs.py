@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import pytest
 from contact.desktop import write_users
 from gateway_process import Process
@@ -167,3 +168,30 @@ async def test_our_own_failures_stay_errors_with_their_traceback(make_gateway: A
     (failed,) = [e for e in events if e["event"] == "http_request_failed"]
     assert failed["log_level"] == "error" and isinstance(failed["exc_info"], RuntimeError)
     assert server.app[HUB].stats["http_errors"] == 1
+
+
+@pytest.mark.parametrize("fast_http", [True, False], ids=["fast", "aiohttp"])
+async def test_a_websocket_is_one_access_line_when_it_ends(
+    make_gateway: Any, fast_http: bool
+) -> None:
+    """The upgrade is logged once, with its status (101) and how long the socket lived; the
+    path without its query string.  The edge also counts the bytes it sent (aiohttp: 0)."""
+    server = await make_gateway(server={"access_log": True, "fast_http": fast_http})
+    url = f"ws://127.0.0.1:{server.port}/cometd?token=TOKSECRET"
+    handshake = (
+        '[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["websocket"]}]'
+    )
+    with capture_logs() as events:
+        async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+            await ws.send_str(handshake)
+            reply = await ws.receive_json(timeout=5)
+            assert reply[0]["successful"] is True
+        for _ in range(100):  # the line is written when the server sees the socket end
+            if any(e["event"] == "http_request" for e in events):
+                break
+            await asyncio.sleep(0.02)
+    (line,) = [e for e in events if e["event"] == "http_request"]
+    assert (line["method"], line["path"], line["status"]) == ("GET", "/cometd", 101)
+    assert line["size"] >= (len('[{"channel":"/meta/handshake"') if fast_http else 0)
+    assert line["ms"] >= 0
+    assert leaks(repr(events)) == []
