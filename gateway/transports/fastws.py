@@ -103,8 +103,11 @@ class FastWebSocket:
         "_options",
         "_out",
         "_protocol",
+        "_reading",
         "_sent",
+        "_shut",
         "_started",
+        "_stash",
         "_task",
         "_waiting",
         "_who",
@@ -144,6 +147,10 @@ class FastWebSocket:
         self._task: asyncio.Task[None] | None = None
         self._write_paused = False
         self._in_read = False  # frames being handled: their answers go out in one write
+        self._reading = True  # False once a close frame (theirs or ours) or a bad frame is seen
+        self._shut = False  # True once websockets' end of stream has been written
+        # websockets' close frame, held back while messages read before it are handled
+        self._stash: list[bytes] = []
         self._closer: asyncio.TimerHandle | None = None
         self._gone: list[asyncio.Future[None]] = []  # close() calls waiting for the end
         self._started = time.monotonic()
@@ -167,7 +174,9 @@ class FastWebSocket:
         return transport.get_write_buffer_size() if transport is not None else 0
 
     def send(self, parts: list[bytes]) -> None:
-        if not parts or self.closed:
+        # Not ``closed``: the answers to messages read before a close frame still go out,
+        # ahead of the close.  The hub pushes nothing once ``closed``.
+        if not parts or self._shut or self.transport is None:
             return
         self._out.append(text_frame(join_batch(parts)))
         if not self._in_read:
@@ -198,10 +207,14 @@ class FastWebSocket:
                     self._fragments.append(payload)
                     payload = b"".join(self._fragments)
                     self._fragments.clear()
-                if protocol.state is State.OPEN:
+                if self._reading:
                     self._waiting.append(payload)
-        if protocol.parser_exc is not None:  # websockets has sent its close frame (1002, 1009)
-            self._waiting.clear()
+            elif opcode is Opcode.CLOSE:
+                self._stop_reading()
+        if protocol.parser_exc is not None:  # websockets has queued its close (1002, 1009)
+            self._stop_reading()
+        # Messages read before a close frame or a bad frame are still handled, in order, and
+        # answered ahead of the close (as they would be, had they come in an earlier read).
         self._run()
 
     def eof_received(self) -> None:
@@ -257,7 +270,7 @@ class FastWebSocket:
         waiting = self._waiting
         self._in_read = True
         try:
-            while waiting and self._task is None and not self._write_paused and not self.closed:
+            while waiting and self._task is None and not self._write_paused and not self._shut:
                 self._task = start_eagerly(self._handle(waiting.popleft()))
                 if self._task is not None:
                     self._task.add_done_callback(self._handled)
@@ -295,12 +308,20 @@ class FastWebSocket:
         if transport is None:
             return
         self._waiting.clear()
+        self._reading = False
         with contextlib.suppress(InvalidState):  # closing already
             self._protocol.send_close(code, message.decode("utf-8", "replace"))
         if not self._in_read:
             self._flush()
         if self._closer is None and self.transport is not None:
             self._closer = asyncio.get_running_loop().call_later(timeout_s, self._cut)
+
+    def _stop_reading(self) -> None:
+        """A close frame or a bad frame: no message after it; the connection ends within
+        ``CLOSE_TIMEOUT_S`` even if the client reads nothing of what precedes the close."""
+        self._reading = False
+        if self._closer is None and self.transport is not None:
+            self._closer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, self._cut)
 
     def _cut(self) -> None:
         """The client has not answered the close frame in time (or does not read at all)."""
@@ -313,12 +334,16 @@ class FastWebSocket:
         if transport is None:
             return
         # Ours first: websockets' own frames (pongs, a close) may follow data, never precede it.
-        writes = (
-            self._out + self._protocol.data_to_send()
-            if self._out
-            else self._protocol.data_to_send()
-        )
-        self._out.clear()
+        theirs = self._protocol.data_to_send()
+        if self._stash or (theirs and not self._reading):
+            if self._waiting or self._task is not None:  # the close waits for their answers
+                self._stash += theirs
+                theirs = []
+            else:
+                theirs = self._stash + theirs
+                self._stash = []
+        writes = self._out + theirs if self._out else theirs
+        self._out = []
         if not writes:
             return
         end = not writes[-1]  # websockets' end of stream: the close handshake is over (or failed)
@@ -330,6 +355,7 @@ class FastWebSocket:
             transport.write(data)
         if end:
             # What is buffered goes out first, for at most CLOSE_TIMEOUT_S to a client that reads.
+            self._shut = True
             transport.close()
             if transport.get_write_buffer_size() and self._closer is None:
                 self._closer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, self._cut)

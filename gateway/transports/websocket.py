@@ -163,7 +163,12 @@ async def handle_websocket(
     # writer_limit=0: after every frame aiohttp waits while the transport is paused (above
     # the high-water mark), so the peer knows exactly when the socket is backed up.
     ws = web.WebSocketResponse(
-        max_msg_size=options.max_body_bytes, decode_text=False, autoping=True, writer_limit=0
+        # aiohttp refuses a message of max_msg_size bytes or more; HTTP bodies and the edge's
+        # websockets take one of exactly max_body_bytes.
+        max_msg_size=options.max_body_bytes + 1,
+        decode_text=False,
+        autoping=True,
+        writer_limit=0,
     )
     # aiohttp quotes a bad handshake header in its 400 and fails doing so when the value is not
     # ASCII (a 500): the handshake's headers are checked here first, and its refusals are ours.
