@@ -1,10 +1,15 @@
-"""The aiohttp application: routes, CORS, lifecycle.
+"""The aiohttp application, assembled in one place: the Bayeux server and the contact center.
 
 ``create_app(config)`` builds everything from one validated configuration.  Bayeux is served at
 each configured mount (by default ``/cometd`` and ``/api/v2/notifications``): POST for
 long-polling on the mount and on any one suffix (``/cometd/handshake``, ``/cometd/connect``,
-``/cometd/``), GET for websocket upgrades and JSONP.  Background work (the session sweeper)
-lives in ``cleanup_ctx``; on shutdown held connects are released and websockets closed with
+``/cometd/``), GET for websocket upgrades and JSONP.  The contact center (agents,
+interactions, their store, the REST APIs and mail) is built on the hub's server-side API.
+
+Lifecycles (``cleanup_ctx``) start in this order and stop in the reverse one: the engine and
+its session sweeper, the contact center (store, restored interactions, the REST-session
+sweeper), mail.  So the contact center never runs on an engine that is not started or
+already closed.  On shutdown, first held connects are released and websockets closed with
 GOING_AWAY.
 """
 
@@ -12,27 +17,46 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp_cors
 import structlog
 from aiohttp import WSCloseCode, web
 
-from gateway import contact
 from gateway.agents.policy import AgentPolicy
 from gateway.agents.sessions import Sessions
+from gateway.agents.users import ReloadingDirectory, users_path
+from gateway.api import mail as mail_api
+from gateway.api import me, partners
+from gateway.api.context import API, ApiContext
+from gateway.bayeux.engines.base import Engine, OverflowPolicy, QueueLimits
+from gateway.bayeux.engines.memory import MemoryEngine
+from gateway.bayeux.hub import Hub
+from gateway.bayeux.security import SecurityPolicy
+from gateway.bayeux.transports.common import TransportOptions
+from gateway.bayeux.transports.http import handle_jsonp, handle_post, handle_preflight
+from gateway.bayeux.transports.websocket import OpenSocket, handle_websocket
 from gateway.config import Config
-from gateway.engines.base import Engine, OverflowPolicy, QueueLimits
-from gateway.engines.memory import MemoryEngine
-from gateway.hub import Hub
+from gateway.interactions.center import Center, QueueInfo
+from gateway.interactions.service import InteractionService
+from gateway.interactions.store import SqliteStore
 from gateway.logs import AccessLog, EdgeLog
-from gateway.security import SecurityPolicy
-from gateway.transports.common import TransportOptions
-from gateway.transports.http import handle_jsonp, handle_post, handle_preflight
-from gateway.transports.websocket import OpenSocket, handle_websocket
+from gateway.mail import runtime as mail_runtime
 from protocol import Settings
 
-__all__ = ["CONFIG", "HUB", "OPTIONS", "SOCKETS", "create_app", "make_engine", "settings_from"]
+__all__ = [
+    "CONFIG",
+    "HUB",
+    "OPTIONS",
+    "SOCKETS",
+    "create_app",
+    "make_engine",
+    "new_interaction_id",
+    "settings_from",
+]
 
 log = structlog.get_logger("gateway.app")
 
@@ -133,11 +157,11 @@ def create_app(
             resource.add_route("OPTIONS", preflight)
     bayeux_routes = set(app.router.routes())
     cors = aiohttp_cors.setup(app, defaults=_cors_defaults(config))
-    contact.install(app, config, hub, sessions)
+    app.cleanup_ctx.append(_lifecycle)  # first in, last out: the engine outlives its users
+    _install_contact_center(app, config, hub, sessions)
     for route in list(app.router.routes()):
         if route not in bayeux_routes and route.method in ("GET", "POST", "DELETE"):
             cors.add(route)  # the REST APIs, for desktops served from another origin
-    app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_release_clients)
     return app
 
@@ -181,3 +205,92 @@ async def _sweep(hub: Hub) -> None:
             await hub.sweep()
         except Exception:
             log.exception("sweep_failed")
+
+
+# -- the contact center ----------------------------------------------------------------------
+
+contact_log = structlog.get_logger("gateway.contact")
+
+_ID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def new_interaction_id() -> str:
+    """Ids shaped like Genesys ones (``0000Ja8V814907JM``): 16 characters, 12 of them random."""
+    n = int.from_bytes(secrets.token_bytes(8))  # one random read, 64 bits for 12 base-36 digits
+    digits = []
+    for _ in range(12):
+        n, d = divmod(n, 36)
+        digits.append(_ID_ALPHABET[d])
+    return "0000" + "".join(digits)
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _install_contact_center(
+    app: web.Application, config: Config, hub: Hub, sessions: Sessions
+) -> ApiContext:
+    """Agents, interactions, their store and REST APIs; mail after them (it shares the store).
+
+    The REST-session sweeper ends a session idle past ``agents.session_idle_timeout_s`` as a
+    logout does (:meth:`ApiContext.end_login`)."""
+    queues = [
+        QueueInfo(
+            name=q.name,
+            channel=q.channel,
+            in_queues=tuple(q.in_queues),
+            out_queues=tuple(q.out_queues),
+        )
+        for q in config.interactions.queues
+    ]
+    center = Center(
+        queues,
+        invite_timeout_ms=int(config.interactions.invite_timeout_s * 1000),
+        new_id=new_interaction_id,
+    )
+    store = SqliteStore(Path(config.store.data_dir) / "interactions.sqlite3")
+    service = InteractionService(center, store, hub, clock_ms=_wall_ms)
+    ctx = ApiContext(
+        service=service,
+        sessions=sessions,
+        directory=ReloadingDirectory(users_path(config)),
+        agents=config.agents,
+        partners=config.partners,
+        clock_ms=_wall_ms,
+    )
+    app[API] = ctx
+    me.add_routes(app)
+    partners.add_routes(app)
+    mail_api.add_routes(app)
+    app.cleanup_ctx.append(_contact_lifecycle)
+    mail_runtime.install(app, config, service)  # after: it shares the store _lifecycle opens
+    return ctx
+
+
+async def _contact_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    ctx = app[API]
+    if not ctx.directory.users:
+        contact_log.warning("no_agents", hint="add one with: gateway users add NAME")
+    await ctx.service.start()
+    sweeper = asyncio.create_task(_sweep_logins(ctx))
+    yield
+    sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweeper
+    await ctx.service.stop()
+
+
+async def _sweep_logins(ctx: ApiContext) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+        try:
+            await end_idle_sessions(ctx)
+        except Exception:
+            contact_log.exception("session_sweep_failed")
+
+
+async def end_idle_sessions(ctx: ApiContext) -> None:
+    for session in ctx.sessions.expire(ctx.clock_ms(), ctx.service.has_bayeux_session):
+        contact_log.info("rest_session_expired", agent=session.username)
+        await ctx.end_login(session)

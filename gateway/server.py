@@ -20,10 +20,10 @@ from yarl import URL
 
 from gateway.agents.demo import Demo, prepare_demo
 from gateway.app import CONFIG, HUB, OPTIONS, SOCKETS, create_app
+from gateway.bayeux.transports.edge import FastPath
 from gateway.config import Config, MailConfig
 from gateway.gcpolicy import GcPolicy
 from gateway.logs import configure_logging
-from gateway.transports.edge import FastPath
 
 __all__ = ["RunningGateway", "run", "start"]
 

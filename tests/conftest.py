@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
+from gateway.bayeux.security import SecurityPolicy
 from gateway.config import load_config
-from gateway.security import SecurityPolicy
 from gateway.server import RunningGateway, start
 
 MakeGateway = Callable[..., Awaitable[RunningGateway]]

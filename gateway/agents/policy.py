@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from gateway.agents.sessions import Sessions
-from gateway.security import Grant, Peer, SecurityPolicy
+from gateway.bayeux.security import Grant, Peer, SecurityPolicy
 from protocol import Advice, Message, SessionRecord
 
 __all__ = ["AgentPolicy", "is_personal"]

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from gateway.hub import Hub
+from gateway.bayeux.hub import Hub
 from gateway.interactions.center import Center, Effects, SendEmail
 from gateway.interactions.model import Interaction
 from gateway.interactions.store import Store, Write

@@ -24,7 +24,7 @@ from gateway_process import Process
 from structlog.testing import capture_logs
 
 from gateway.app import HUB
-from gateway.security import Grant, Peer, SecurityPolicy
+from gateway.bayeux.security import Grant, Peer, SecurityPolicy
 from protocol import Message
 
 SECRETS = ("SECRET123", "BODYSECRET", "Hunter2Password", "TOKSECRET")

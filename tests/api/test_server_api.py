@@ -10,7 +10,7 @@ from conformance.client import LongPollingClient, WebSocketClient
 from structlog.testing import capture_logs
 
 from gateway.app import HUB
-from gateway.security import Grant, Peer, SecurityPolicy
+from gateway.bayeux.security import Grant, Peer, SecurityPolicy
 from protocol import Message, SessionRecord
 
 TRANSPORTS = ["long-polling", "websocket"]

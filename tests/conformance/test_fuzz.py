@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from mutations import mutate
 from structlog.testing import capture_logs
 
-from gateway.security import AllowAll
+from gateway.bayeux.security import AllowAll
 from gateway.server import RunningGateway
 
 from .client import STEP_TIMEOUT, LongPollingClient, WebSocketClient

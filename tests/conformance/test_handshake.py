@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from gateway.security import Grant, Peer, SecurityPolicy
+from gateway.bayeux.security import Grant, Peer, SecurityPolicy
 from protocol import Message
 
 from .client import LongPollingClient, WebSocketClient

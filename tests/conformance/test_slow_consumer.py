@@ -21,8 +21,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from gateway.app import HUB, SOCKETS
+from gateway.bayeux.transports.websocket import CLOSE_TIMEOUT_S
 from gateway.server import RunningGateway
-from gateway.transports.websocket import CLOSE_TIMEOUT_S
 
 from .client import STEP_TIMEOUT, LongPollingClient, WebSocketClient
 from .conftest import DEFAULT_CONFIG, OpenClient, base_url, wait_held

@@ -1,7 +1,7 @@
 """Websockets on raw sockets: frames written byte for byte, the gateway's frames read as they come.
 
-The contract of :mod:`gateway.transports.websocket` (the aiohttp route, ``server.fast_http``
-off) and :mod:`gateway.transports.fastws` (the edge's own frames, ``fast_http`` on), on both:
+The contract of :mod:`gateway.bayeux.transports.websocket` (the aiohttp route, ``server.fast_http``
+off) and :mod:`gateway.bayeux.transports.fastws` (the edge's own frames, ``fast_http`` on), on both:
 
 * replies to one frame come back as one text frame (a JSON array); fragmented messages are
   joined; frames in the same packet as the upgrade request are handled;
@@ -36,9 +36,9 @@ from rawhttp import read_response
 from structlog.testing import capture_logs
 
 from gateway.app import HUB, SOCKETS
-from gateway.security import AllowAll
+from gateway.bayeux.security import AllowAll
+from gateway.bayeux.transports.websocket import CLOSE_TIMEOUT_S
 from gateway.server import RunningGateway
-from gateway.transports.websocket import CLOSE_TIMEOUT_S
 
 from .test_http_edge import still_serves
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.engines.memory import MemoryEngine
-from gateway.hub import Hub
+from gateway.bayeux.engines.memory import MemoryEngine
+from gateway.bayeux.hub import Hub
 from protocol import Settings
 
 
@@ -20,10 +20,10 @@ def hub(clock: Clock, **kw: int) -> Hub:
 
 
 def second(h: Hub, clock: Clock, flushes: int) -> int:
-    h.holds._flush_count = flushes  # what one second of traffic would have counted
+    h.delivery._flush_count = flushes  # what one second of traffic would have counted
     clock.ms += 1000
-    h.holds.adapt_window()
-    return h.holds.batch_window_ms
+    h.delivery.adapt_window()
+    return h.delivery.batch_window_ms
 
 
 def test_window_stays_at_its_base_under_the_budget() -> None:
@@ -53,9 +53,9 @@ def test_zero_budget_keeps_the_window_fixed() -> None:
 def delays(h: Hub, clock: Clock, sessions: list[str], after_ms: int) -> list[int]:
     """Every session flushed at the same instant; their next flush delays ``after_ms`` later."""
     for client_id in sessions:
-        h.holds._flushed[client_id] = clock.ms
+        h.delivery._flushed[client_id] = clock.ms
     clock.ms += after_ms
-    return [h.holds._flush_delay_ms(client_id) for client_id in sessions]
+    return [h.delivery._flush_delay_ms(client_id) for client_id in sessions]
 
 
 def test_at_the_base_window_sessions_flush_one_window_after_their_last() -> None:
@@ -63,7 +63,7 @@ def test_at_the_base_window_sessions_flush_one_window_after_their_last() -> None
     h = hub(clock, batch_window_ms=250, max_flushes_per_s=15_000)
     assert set(delays(h, clock, [f"c{i}" for i in range(50)], 10)) == {240}
     clock.ms += 240
-    assert h.holds._flush_delay_ms("c0") == 0  # a quiet window: at once
+    assert h.delivery._flush_delay_ms("c0") == 0  # a quiet window: at once
 
 
 def test_a_widened_window_spreads_sessions_over_it_instead_of_flushing_in_step() -> None:
@@ -71,7 +71,7 @@ def test_a_widened_window_spreads_sessions_over_it_instead_of_flushing_in_step()
     h = hub(clock, batch_window_ms=250, max_flushes_per_s=1_000, max_batch_window_ms=1000)
     for _ in range(6):
         second(h, clock, 100_000)
-    window = h.holds.batch_window_ms
+    window = h.delivery.batch_window_ms
     assert window > 900
     sessions = [f"c{i}" for i in range(300)]
     waits = delays(h, clock, sessions, 10)

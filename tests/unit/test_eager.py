@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.eager import start_eagerly
+from gateway.bayeux.eager import start_eagerly
 
 
 async def test_a_coroutine_that_never_waits_needs_no_task() -> None:

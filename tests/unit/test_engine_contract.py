@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway.engines.base import Engine, OverflowPolicy, QueueLimits
-from gateway.engines.memory import MemoryEngine
+from gateway.bayeux.engines.base import Engine, OverflowPolicy, QueueLimits
+from gateway.bayeux.engines.memory import MemoryEngine
 from protocol import SessionRecord
 
 

@@ -8,10 +8,10 @@ import asyncio
 import json
 from typing import Any
 
-from gateway.engines.memory import MemoryEngine
-from gateway.held import Outcome
-from gateway.hub import Hub
-from gateway.security import Peer
+from gateway.bayeux.connects import Outcome
+from gateway.bayeux.engines.memory import MemoryEngine
+from gateway.bayeux.hub import Hub
+from gateway.bayeux.security import Peer
 from protocol import RequestContext, Settings, decode_batch
 
 BROWSER = "b" * 32

@@ -2,9 +2,9 @@
 
 A transport decodes a request into messages and calls :meth:`Hub.process`; the hub looks up
 sessions, asks :class:`protocol.BayeuxCore` what to do, carries it out (security policy, engine,
-service handlers), hands connects to :class:`gateway.holds.Holds`, and returns the encoded
-response in CometD's order: handshake reply, queued events, other replies in request order, the
-connect reply last.
+service handlers), hands connects to :class:`gateway.bayeux.delivery.Delivery`, and returns
+the encoded response in CometD's order: handshake reply, queued events, other replies in
+request order, the connect reply last.
 
 The hub is also the server-side API for the rest of the gateway: :meth:`publish`,
 :meth:`deliver`, :meth:`disconnect`, :meth:`add_service` and session lifecycle listeners.
@@ -22,11 +22,11 @@ from typing import Any
 import msgspec
 import structlog
 
-from gateway.eager import start_eagerly
-from gateway.engines.base import Engine, OverflowPolicy
-from gateway.held import End, Outcome, Responder, WsPeer
-from gateway.holds import Holds
-from gateway.security import AllowAll, Peer, SecurityPolicy
+from gateway.bayeux.connects import End, Outcome, Responder, WsPeer
+from gateway.bayeux.delivery import Delivery
+from gateway.bayeux.eager import start_eagerly
+from gateway.bayeux.engines.base import Engine, OverflowPolicy
+from gateway.bayeux.security import AllowAll, Peer, SecurityPolicy
 from protocol import (
     AckExtension,
     AckState,
@@ -57,7 +57,7 @@ from protocol import ChannelKind as Kind
 
 __all__ = ["Hub", "Outcome", "ServiceHandler"]
 
-log = structlog.get_logger("gateway.hub")
+log = structlog.get_logger("gateway.bayeux.hub")
 
 ServiceHandler = Callable[[SessionRecord, Any], Awaitable[Any]]
 SessionListener = Callable[[SessionRecord, str], None]
@@ -127,7 +127,7 @@ class Hub:
         self._hushed: dict[str, int] = {}  # session -> requests holding its wake-ups back
         self._woken: set[str] = set()  # hushed sessions that something was queued for
         self.stats: Counter[str] = Counter()
-        self.holds = Holds(
+        self.delivery = Delivery(
             engine=engine,
             core=self.core,
             settings=settings,
@@ -203,12 +203,12 @@ class Hub:
         if client_id in self._hushed:
             self._woken.add(client_id)
             return
-        self.holds.wake(client_id)
+        self.delivery.wake(client_id)
 
     def closed(self, record: SessionRecord, reason: str) -> None:
         client_id = record.client_id
         self._acks.pop(client_id, None)
-        self.holds.drop(client_id)
+        self.delivery.drop(client_id)
         self.stats[f"sessions_closed_{reason}"] += 1
         log.info("session_closed", client_id=client_id, reason=reason)
         for listener in self._closed:
@@ -256,12 +256,12 @@ class Hub:
         finally:
             for client_id in self._unhush(hushed) if hushed else ():
                 if await self.engine.has_messages(client_id):
-                    self.holds.wake(client_id)
+                    self.delivery.wake(client_id)
         outcome = Outcome(parts=head)
         tail: list[bytes] = []
         for action, message in connects:
             waiter = _Waiter() if ws is None and responder is None else None
-            answer = await self.holds.connect(action, message, ctx, ws, responder or waiter)
+            answer = await self.delivery.connect(action, message, ctx, ws, responder or waiter)
             if answer is None:
                 # Held: only a connect alone in its request is held, so nothing else is due.
                 if waiter is not None:
@@ -474,7 +474,7 @@ class Hub:
         ]
 
     async def _end_session(self, client_id: str, reason: str) -> bool:
-        held = self.holds.take(client_id)
+        held = self.delivery.take(client_id)
         events = await self.engine.drain(client_id) if held is not None else []
         record = await self.engine.destroy_session(client_id)
         if held is not None:
@@ -486,7 +486,7 @@ class Hub:
 
     async def sweep(self) -> list[SessionRecord]:
         """End expired sessions and adapt the batching window (called about once a second)."""
-        self.holds.adapt_window()
+        self.delivery.adapt_window()
         expired = await self.engine.expire(self._clock_ms())
         for record in expired:
             self.closed(record, "expired")
@@ -494,7 +494,7 @@ class Hub:
 
     async def close(self, timeout_s: float = 2.0) -> None:
         """Shutdown: answer every held connect now, give the answers a moment to go out."""
-        self.holds.end_all()
+        self.delivery.end_all()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout_s)
         for task in list(self._tasks):
@@ -509,20 +509,20 @@ class Hub:
 
     @property
     def held_count(self) -> int:
-        return self.holds.held_count
+        return self.delivery.held_count
 
     def hold_deadline(self, client_id: str) -> float | None:
         """When the session's held connect is answered at the latest (``loop.time()``)."""
-        return self.holds.deadline(client_id)
+        return self.delivery.deadline(client_id)
 
     def abandon(self, client_id: str, responder: Responder) -> None:
         """The client of a held long-poll hung up: stop holding; events stay for later."""
-        self.holds.abandon(client_id, responder)
+        self.delivery.abandon(client_id, responder)
 
     def ws_drained(self, ws: WsPeer) -> None:
         """A socket that was backed up has drained: its sessions' queued events may go."""
-        self.holds.drained(ws)
+        self.delivery.drained(ws)
 
     def ws_closed(self, client_ids: Sequence[str], ws: WsPeer) -> None:
         """The socket is gone: stop holding its connects; sessions expire unless it returns."""
-        self.holds.ws_closed(client_ids, ws)
+        self.delivery.ws_closed(client_ids, ws)

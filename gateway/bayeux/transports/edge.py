@@ -1,5 +1,5 @@
 """The HTTP edge of one listening socket: every connection starts here (see
-:mod:`gateway.transports.fasthttp` for what one connection does).
+:mod:`gateway.bayeux.transports.fasthttp` for what one connection does).
 
 :class:`FastPath` holds what its connections share: the hub and options, the Bayeux mounts the
 lean path serves, the count of connections per client address, and one sweeper, once a second,
@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 
-from gateway.hub import Hub
-from gateway.transports.common import TransportOptions
-from gateway.transports.fasthttp import KEEPALIVE_S, FastHttpProtocol
-from gateway.transports.heads import Date
-from gateway.transports.websocket import OpenSocket
+from gateway.bayeux.hub import Hub
+from gateway.bayeux.transports.common import TransportOptions
+from gateway.bayeux.transports.fasthttp import KEEPALIVE_S, FastHttpProtocol
+from gateway.bayeux.transports.heads import Date
+from gateway.bayeux.transports.websocket import OpenSocket
 
 __all__ = ["FastPath"]
 

@@ -15,7 +15,7 @@ import structlog
 
 __all__ = ["start_eagerly"]
 
-log = structlog.get_logger("gateway.eager")
+log = structlog.get_logger("gateway.bayeux.eager")
 
 
 def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from gateway.engines.base import EngineListener, OverflowPolicy, QueueLimits
+from gateway.bayeux.engines.base import EngineListener, OverflowPolicy, QueueLimits
 from protocol import SessionRecord, expand, is_wildcard
 
 __all__ = ["MemoryEngine"]

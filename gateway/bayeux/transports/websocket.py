@@ -1,7 +1,7 @@
 """The ``websocket`` transport (CometD ``WebSocketTransport``) on aiohttp's route.
 
 With ``server.fast_http`` on (the default) upgrades to a Bayeux mount are taken by the edge
-instead (:mod:`gateway.transports.fastws`), with the same promises; this route serves them
+instead (:mod:`gateway.bayeux.transports.fastws`), with the same promises; this route serves them
 when it is off.
 
 The upgrade happens at the mount URL.  Each text frame carries one message or a JSON array of
@@ -33,10 +33,14 @@ from typing import Protocol
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from gateway.eager import start_eagerly
-from gateway.hub import Hub
-from gateway.security import Peer
-from gateway.transports.common import TransportOptions, error_response, request_origin_allowed
+from gateway.bayeux.eager import start_eagerly
+from gateway.bayeux.hub import Hub
+from gateway.bayeux.security import Peer
+from gateway.bayeux.transports.common import (
+    TransportOptions,
+    error_response,
+    request_origin_allowed,
+)
 from protocol import DecodeError, RequestContext, decode_batch, join_batch
 
 __all__ = ["CLOSE_TIMEOUT_S", "OpenSocket", "WebSocketPeer", "close_reason", "handle_websocket"]

@@ -9,10 +9,10 @@ routing, signals, response objects) costs several times what a Bayeux POST needs
   Content-Length, bare CR or LF, control bytes, obs-fold and non-ASCII targets are refused with
   400 and the connection closes.  Heads over ``MAX_HEAD`` get 431;
 * a ``POST`` with a ``Content-Length`` body to a Bayeux mount (or one suffix of it) is served
-  here: the same :func:`gateway.transports.http.long_polling` as the aiohttp route, the same
+  here: the same :func:`gateway.bayeux.transports.http.long_polling` as the aiohttp route, the same
   origin check and body limit, and the same answer headers (:func:`answer_headers`);
 * a websocket upgrade to a Bayeux mount stays here: the connection carries the frames of a
-  :class:`gateway.transports.fastws.FastWebSocket` from then on;
+  :class:`gateway.bayeux.transports.fastws.FastWebSocket` from then on;
 * anything else (JSONP, CORS preflights, chunked bodies, ``Expect: 100-continue``, other
   paths) is handed, from that request's first byte, to aiohttp's
   own protocol, which keeps the connection from then on.  This protocol stays in front of it:
@@ -42,13 +42,13 @@ from typing import TYPE_CHECKING, cast
 import httptools
 import structlog
 
-from gateway.eager import start_eagerly
-from gateway.held import Outcome
-from gateway.security import Peer
-from gateway.transports.common import answer_headers, error_body, origin_allowed
-from gateway.transports.fastws import FastWebSocket, handshake
-from gateway.transports.heads import REASONS, Refused, RequestHead, parse_cookies, reason
-from gateway.transports.http import (
+from gateway.bayeux.connects import Outcome
+from gateway.bayeux.eager import start_eagerly
+from gateway.bayeux.security import Peer
+from gateway.bayeux.transports.common import answer_headers, error_body, origin_allowed
+from gateway.bayeux.transports.fastws import FastWebSocket, handshake
+from gateway.bayeux.transports.heads import REASONS, Refused, RequestHead, parse_cookies, reason
+from gateway.bayeux.transports.http import (
     FORBIDDEN_ORIGIN,
     Answer,
     answer_from,
@@ -57,7 +57,7 @@ from gateway.transports.http import (
 )
 
 if TYPE_CHECKING:
-    from gateway.transports.edge import FastPath
+    from gateway.bayeux.transports.edge import FastPath
 
 __all__ = ["KEEPALIVE_S", "MAX_HEAD", "FastHttpProtocol"]
 

@@ -1,9 +1,9 @@
 """Held connects, pushes and batching: how events leave the gateway.
 
-The hub hands every ``/meta/connect`` to :meth:`Holds.connect`, which answers it at once or
+The hub hands every ``/meta/connect`` to :meth:`Delivery.connect`, which answers it at once or
 holds it; the engine's wake-ups come here through the hub.  Long-polling holds are answered
-through their request's :class:`~gateway.held.Responder`, websocket ones through the socket,
-where events are also pushed while the connect stays held.  A session gets at most one
+through their request's :class:`~gateway.bayeux.connects.Responder`, websocket ones through
+the socket, where events are also pushed while the connect stays held.  A session gets at most one
 response or frame of events per batching window; the window widens when the whole server
 sends more than its budget of flushes per second, and sessions then flush in slots spread over
 it rather than all at once (still about one flush per window each).
@@ -11,7 +11,7 @@ it rather than all at once (still about one flush per window each).
 Events leave a session's queue for a websocket only while that socket keeps up: while it is
 backed up (its client does not read) they stay queued, bounded by ``queue.max_messages`` and
 its overflow policy, exactly as for a long-polling client that does not come back; when it has
-drained, :meth:`Holds.drained` wakes its sessions again.
+drained, :meth:`Delivery.drained` wakes its sessions again.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 import msgspec
 import structlog
 
-from gateway.engines.base import Engine
-from gateway.held import End, Held, Outcome, Responder, WsPeer
-from gateway.pushes import PushGroups
+from gateway.bayeux.connects import End, Held, Outcome, Responder, WsPeer
+from gateway.bayeux.engines.base import Engine
+from gateway.bayeux.pushes import PushGroups
 from protocol import (
     AckState,
     BayeuxCore,
@@ -38,12 +38,12 @@ from protocol import (
     errors,
 )
 
-__all__ = ["Holds"]
+__all__ = ["Delivery"]
 
-log = structlog.get_logger("gateway.holds")
+log = structlog.get_logger("gateway.bayeux.delivery")
 
 
-class Holds:
+class Delivery:
     def __init__(
         self,
         *,

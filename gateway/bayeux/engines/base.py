@@ -1,7 +1,7 @@
 """The engine interface: where sessions, subscriptions and per-client queues live.
 
 Transports never hold session state; the hub asks the engine.  An engine for one process
-(:mod:`gateway.engines.memory`) and one shared by several nodes (Redis, later) sit behind the
+(:mod:`gateway.bayeux.engines.memory`) and one shared by several nodes (Redis, later) sit behind the
 same narrow async interface and pass the same contract suite (``tests/test_engine_contract.py``).
 
 Queued items are already-encoded event frames (``bytes``): a broadcast is encoded once and the

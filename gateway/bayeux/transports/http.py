@@ -9,7 +9,8 @@ Responses are HTTP 200 with a JSON array and ``Cache-Control: no-cache, no-store
 origin 403, each with a JSON body ``{"error": ..., "detail": ...}`` and no side effect.
 
 :func:`long_polling` is the transport-neutral part, shared by the aiohttp handler below and by
-the fast HTTP path (:mod:`gateway.transports.fasthttp`, behind :mod:`gateway.transports.edge`).
+the fast HTTP path (:mod:`gateway.bayeux.transports.fasthttp`, behind
+:mod:`gateway.bayeux.transports.edge`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from urllib.parse import parse_qs
 from aiohttp import web
 from multidict import CIMultiDict
 
-from gateway.held import Outcome, Responder
-from gateway.hub import Hub
-from gateway.security import Peer
-from gateway.transports.common import (
+from gateway.bayeux.connects import Outcome, Responder
+from gateway.bayeux.hub import Hub
+from gateway.bayeux.security import Peer
+from gateway.bayeux.transports.common import (
     Answer,
     TransportOptions,
     answer_headers,

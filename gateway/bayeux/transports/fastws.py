@@ -4,7 +4,7 @@ A websocket frame of one publish is the cheapest Bayeux request there is, so wha
 spends per frame around the hub bounds how many publishes per second it takes.  aiohttp's
 websocket (a reader queue, a handler task woken per frame, a writer coroutine per frame) costs
 more than the hub itself; here the frames of a connection upgraded on the edge
-(:class:`gateway.transports.fasthttp.FastHttpProtocol`) are handled in ``data_received``:
+(:class:`gateway.bayeux.transports.fasthttp.FastHttpProtocol`) are handled in ``data_received``:
 
 * the opening handshake is checked by `websockets`' ``ServerProtocol.accept`` (RFC 6455
   §4.2.1: method, ``Upgrade``, ``Connection``, key, version), after the same Origin check as the
@@ -14,12 +14,12 @@ more than the hub itself; here the frames of a connection upgraded on the edge
 * each message is decoded and given to the hub in arrival order; the hub's work is run eagerly
   and becomes a task only when it has to wait (then the next messages wait behind it).
 
-What the aiohttp route promises holds here too (:mod:`gateway.transports.websocket`): replies to
-a frame go back as one frame; a frame that is not a Bayeux batch closes with 1007, an oversized
-one with 1009, a failure of ours with 1011; above ``queue.ws_high_water_bytes`` of unsent data
-the socket gets no frames of events (they wait in the session's bounded queue) and none of the
-client's frames is read until it has drained; a close waits at most ``CLOSE_TIMEOUT_S`` for a
-client that does not read, then the connection is cut.
+What the aiohttp route promises holds here too (:mod:`gateway.bayeux.transports.websocket`):
+replies to a frame go back as one frame; a frame that is not a Bayeux batch closes with 1007,
+an oversized one with 1009, a failure of ours with 1011; above ``queue.ws_high_water_bytes``
+of unsent data the socket gets no frames of events (they wait in the session's bounded queue)
+and none of the client's frames is read until it has drained; a close waits at most
+``CLOSE_TIMEOUT_S`` for a client that does not read, then the connection is cut.
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from gateway.eager import start_eagerly
-from gateway.hub import Hub
-from gateway.security import Peer
-from gateway.transports.common import TransportOptions
-from gateway.transports.websocket import CLOSE_TIMEOUT_S, close_reason
+from gateway.bayeux.eager import start_eagerly
+from gateway.bayeux.hub import Hub
+from gateway.bayeux.security import Peer
+from gateway.bayeux.transports.common import TransportOptions
+from gateway.bayeux.transports.websocket import CLOSE_TIMEOUT_S, close_reason
 from protocol import DecodeError, RequestContext, decode_batch, join_batch
 
 __all__ = ["FastWebSocket", "Upgrading", "handshake", "text_frame"]
@@ -89,7 +89,8 @@ def handshake(path: str, headers: dict[str, str]) -> tuple[Response, str]:
 
 
 class FastWebSocket:
-    """One upgraded connection: the hub's :class:`gateway.held.WsPeer` and the frame loop."""
+    """One upgraded connection: the hub's :class:`~gateway.bayeux.connects.WsPeer` and the
+    frame loop."""
 
     __slots__ = (
         "_browser",
@@ -157,7 +158,7 @@ class FastWebSocket:
         self._sent = 0  # bytes written, for the access log
         transport.set_write_buffer_limits(high=options.ws_high_water_bytes)
 
-    # -- the hub's side (gateway.held.WsPeer) -------------------------------------------------
+    # -- the hub's side (gateway.bayeux.connects.WsPeer) ----------------------------------------
 
     @property
     def closed(self) -> bool:
