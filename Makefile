@@ -29,7 +29,8 @@ python-venv:
 	fi
 
 # System packages the tests need (apt, only when root and only what is missing): Node for the
-# CometD JS client and Faye, Dovecot for the real IMAP server of the mail tests.  Packages'
+# CometD JS client and Faye, Dovecot for the real IMAP server of the mail tests, redis-server
+# for the Redis engine's.  Packages'
 # postinst scripts start no system service here (no init; policy-rc.d), and the tests start
 # their own throwaway instances on free loopback ports.
 system-deps: python-venv
@@ -38,6 +39,7 @@ system-deps: python-venv
 	command -v npm >/dev/null || missing="$$missing npm"; \
 	[ -x /usr/sbin/dovecot ] || command -v dovecot >/dev/null || missing="$$missing dovecot-imapd"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
