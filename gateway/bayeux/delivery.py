@@ -81,6 +81,8 @@ class Delivery:
         self._window_since_ms = clock_ms()
         self._flushed: dict[str, int] = {}
         self._held: dict[str, Held] = {}
+        self._arming: set[str] = set()  # connects between their engine hold and ours
+        self._rang: set[str] = set()  # woken while arming
         self._browser_polls: Counter[str] = Counter()
         self._pushing: set[str] = set()
         self._pushes: PushGroups[str] = PushGroups(self._push, spawn)
@@ -113,6 +115,9 @@ class Delivery:
 
     def wake(self, client_id: str) -> None:
         held = self._held.get(client_id)
+        if held is None and client_id in self._arming:
+            self._rang.add(client_id)  # its connect is being held: see connect()
+            return
         if held is None or _backed_up(held.ws):
             return  # a backed-up socket: woken again when it has drained
         if held.push:
@@ -175,11 +180,23 @@ class Delivery:
         browser = ctx.browser_id if ctx.http else None
         push = ws is not None and not self.deliver_only_on_connect and not session.ack
         backed_up = _backed_up(ws)
-        waiting = (
-            bool(hold_ms)
-            and not backed_up
-            and ((ack is not None and ack.pending) or await self.engine.has_messages(client_id))
-        )
+        waiting = False
+        if hold_ms:
+            # The hold is registered in the engine before the queue is looked at: an event
+            # published meanwhile on any node then rings this node.  A wake-up arriving before
+            # the hold is registered here too is kept (_rang).
+            self._arming.add(client_id)
+            try:
+                await self.engine.hold(client_id)
+                waiting = not backed_up and (
+                    (ack is not None and ack.pending) or await self.engine.has_messages(client_id)
+                )
+            finally:
+                self._arming.discard(client_id)
+            if client_id in self._rang:
+                self._rang.discard(client_id)
+                waiting = not backed_up
+        # From here to the registration of the hold nothing waits: no wake-up can slip by.
         delay = self._flush_delay_ms(client_id) if waiting else 0
         if waiting and (not push or not delay):
             hold_ms = delay  # events waiting: the connect takes them (batched)
@@ -203,7 +220,6 @@ class Delivery:
             push=push,
         )
         self._held[client_id] = held
-        await self.engine.hold(client_id)
         if ws is not None:
             ws.sessions.add(client_id)
         elif browser is not None:
@@ -263,7 +279,7 @@ class Delivery:
         self._uncount(held)
         held.on_end = None
         held.end(End.SUPERSEDED)
-        expiry = self.settings.expiry_after_connect(self._clock_ms())
+        expiry = self.settings.expiry_after_connect(self._wall_ms())
         self._spawn(self.engine.release(held.client_id, expiry))
 
     async def _finish(self, held: Held, reason: End) -> tuple[list[bytes], bytes] | None:
@@ -305,7 +321,7 @@ class Delivery:
             ext["ack"] = batch
             reply = msgspec.structs.replace(reply, ext=ext)
         final = self.core.outgoing(reply, request, self._wall_ms()) or reply
-        await self.engine.release(client_id, self.settings.expiry_after_connect(self._clock_ms()))
+        await self.engine.release(client_id, self.settings.expiry_after_connect(self._wall_ms()))
         return events, encode(final)
 
     async def _push(self, group: list[str]) -> None:

@@ -347,7 +347,7 @@ class Hub:
             self.stats["published"] += published
         if piggyback is not None:  # activity: once per request, not once per message
             await self.engine.touch(
-                piggyback.client_id, self.settings.expiry_after_activity(self._clock_ms())
+                piggyback.client_id, self.settings.expiry_after_activity(self._wall_ms())
             )
         return piggyback
 
@@ -395,7 +395,7 @@ class Hub:
         record = action.session
         if grant.user is not None:
             record = msgspec.structs.replace(record, user=grant.user, login=grant.login)
-        expires = self.settings.expiry_after_connect(self._clock_ms())
+        expires = self.settings.expiry_after_connect(self._wall_ms())
         await self.engine.create_session(record, expires)
         if record.ack:
             self._acks[record.client_id] = AckState()
@@ -487,7 +487,7 @@ class Hub:
     async def sweep(self) -> list[SessionRecord]:
         """End expired sessions and adapt the batching window (called about once a second)."""
         self.delivery.adapt_window()
-        expired = await self.engine.expire(self._clock_ms())
+        expired = await self.engine.expire(self._wall_ms())
         for record in expired:
             self.closed(record, "expired")
         return expired

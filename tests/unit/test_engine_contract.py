@@ -1,13 +1,17 @@
-"""The contract every engine honours (memory now; Redis must pass the same suite later)."""
+"""The contract every engine honours: the memory engine and the Redis engine (on a real
+redis-server the suite starts) pass the same cases."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
+from redisproc import RedisServer, redis_server
 
 from gateway.bayeux.engines.base import Engine, OverflowPolicy, QueueLimits
 from gateway.bayeux.engines.memory import MemoryEngine
+from gateway.bayeux.engines.redis import RedisEngine
 from protocol import SessionRecord
 
 
@@ -28,12 +32,30 @@ class Recorder:
 
 
 EngineFactory = Callable[[QueueLimits], Engine]
-ENGINES: dict[str, EngineFactory] = {"memory": MemoryEngine}
 
 
-@pytest.fixture(params=sorted(ENGINES))
-def factory(request: pytest.FixtureRequest) -> EngineFactory:
-    return ENGINES[request.param]
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def factory(request: pytest.FixtureRequest) -> AsyncIterator[EngineFactory]:
+    if request.param == "memory":
+        yield MemoryEngine
+        return
+    url = request.getfixturevalue("redis").url
+    prefix = f"t{uuid.uuid4().hex[:8]}:"  # every test its own keys on the shared server
+    made: list[RedisEngine] = []
+
+    def make(limits: QueueLimits) -> Engine:
+        made.append(RedisEngine(url, limits=limits, prefix=prefix))
+        return made[-1]
+
+    yield make
+    for engine in made:
+        await engine.close()
 
 
 async def _engine(

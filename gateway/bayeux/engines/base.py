@@ -1,8 +1,9 @@
 """The engine interface: where sessions, subscriptions and per-client queues live.
 
 Transports never hold session state; the hub asks the engine.  An engine for one process
-(:mod:`gateway.bayeux.engines.memory`) and one shared by several nodes (Redis, later) sit behind the
-same narrow async interface and pass the same contract suite (``tests/test_engine_contract.py``).
+(:mod:`gateway.bayeux.engines.memory`) and one shared by several nodes
+(:mod:`gateway.bayeux.engines.redis`) sit behind the same narrow async interface and pass the
+same contract suite (``tests/unit/test_engine_contract.py``).
 
 Queued items are already-encoded event frames (``bytes``): a broadcast is encoded once and the
 same bytes are queued for every subscriber.
@@ -59,7 +60,8 @@ class EngineListener(Protocol):
 
 
 class Engine(Protocol):
-    """Sessions, subscriptions and queues.  Times are monotonic milliseconds."""
+    """Sessions, subscriptions and queues.  Times are wall-clock milliseconds: the nodes
+    sharing an engine have no other clock in common."""
 
     def attach(self, listener: EngineListener) -> None: ...
 
