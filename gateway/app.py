@@ -34,6 +34,7 @@ from gateway.api import me, partners
 from gateway.api.context import API, ApiContext
 from gateway.bayeux.engines.base import Engine, OverflowPolicy, QueueLimits
 from gateway.bayeux.engines.memory import MemoryEngine
+from gateway.bayeux.engines.redis import RedisEngine
 from gateway.bayeux.hub import Hub
 from gateway.bayeux.security import SecurityPolicy
 from gateway.bayeux.transports.common import TransportOptions
@@ -90,6 +91,16 @@ def make_engine(config: Config) -> Engine:
         max_messages=config.queue.max_messages,
         overflow=OverflowPolicy(config.queue.overflow),
     )
+    engine = config.engine
+    if engine.kind == "redis":
+        return RedisEngine(
+            engine.redis_url,
+            node_id=engine.node_id or None,
+            limits=limits,
+            prefix=engine.key_prefix,
+            # a node that dies mid-hold: its sessions expire this long after, like any other
+            hold_lease_ms=config.bayeux.max_client_timeout_ms + config.bayeux.max_interval_ms,
+        )
     return MemoryEngine(limits)
 
 

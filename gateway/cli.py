@@ -58,6 +58,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (server.host)")
     serve.add_argument("--port", type=int, help="TCP port (server.port)")
     serve.add_argument(
+        "--engine",
+        choices=["memory", "redis"],
+        help="where Bayeux sessions live (engine.kind): memory for one process, redis for a "
+        "cluster of nodes on one Redis",
+    )
+    serve.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="redis://HOST:PORT/DB of --engine redis (engine.redis_url)",
+    )
+    serve.add_argument("--node-id", metavar="ID", help="this node's name (engine.node_id)")
+    serve.add_argument(
         "--demo",
         action="store_true",
         help="add a demo agent and a fresh partner token to the users file and print them "
@@ -228,7 +240,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    overrides: dict[str, dict[str, Any]] = {"server": {}, "log": {}, "agents": {}, "mail": {}}
+    overrides: dict[str, dict[str, Any]] = {
+        "server": {},
+        "log": {},
+        "agents": {},
+        "mail": {},
+        "engine": {},
+    }
     if getattr(args, "demo", False):
         overrides["agents"]["demo"] = True
         overrides["mail"]["demo"] = True
@@ -236,6 +254,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["server"]["host"] = args.host
     if getattr(args, "port", None) is not None:
         overrides["server"]["port"] = args.port
+    for flag, key in (("engine", "kind"), ("redis_url", "redis_url"), ("node_id", "node_id")):
+        if getattr(args, flag, None):
+            overrides["engine"][key] = getattr(args, flag)
     if args.log_level:
         overrides["log"]["level"] = args.log_level
     if args.log_format:

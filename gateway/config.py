@@ -96,7 +96,10 @@ class CorsConfig(_Section, frozen=True):
 
 
 class EngineConfig(_Section, frozen=True):
-    kind: Literal["memory"] = "memory"
+    kind: Literal["memory", "redis"] = "memory"
+    redis_url: str = ""
+    node_id: str = ""
+    key_prefix: str = "bx:"
 
 
 class AgentsConfig(_Section, frozen=True):
@@ -281,7 +284,13 @@ HELP: dict[str, str] = {
     "is always allowed",
     "cors.allow_headers": "request headers allowed in CORS preflights",
     "cors.max_age_s": "how long browsers may cache a preflight",
-    "engine.kind": "where sessions live: memory",
+    "engine.kind": "where sessions live: memory (this process) or redis (shared by every "
+    "node of a cluster)",
+    "engine.redis_url": "the Redis of engine.kind = redis: redis://[USER:PASSWORD@]HOST:PORT/DB "
+    "(rediss:// for TLS)",
+    "engine.node_id": "this node's name in the cluster (empty: host, process and start time)",
+    "engine.key_prefix": "prefix of every Redis key of the engine (several gateways on one Redis "
+    "need different ones)",
     "agents.users_file": "agents and partner tokens (JSON, salted argon2 hashes; written by "
     "`gateway users`); relative to store.data_dir",
     "agents.session_cookie": "name of the REST session cookie (GWS uses JSESSIONID)",
@@ -407,6 +416,12 @@ def _check(config: Config) -> None:
         raise ConfigError("server.mounts: at least one mount is needed")
     if not config.bayeux.connection_types:
         raise ConfigError("bayeux.connection_types: at least one transport is needed")
+    if config.engine.kind == "redis" and not config.engine.redis_url:
+        raise ConfigError("engine.redis_url: needed with engine.kind = redis (--redis-url)")
+    if config.engine.redis_url and not config.engine.redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError("engine.redis_url: must start with redis://, rediss:// or unix://")
     if config.bayeux.timeout_ms > config.bayeux.max_client_timeout_ms:
         raise ConfigError(
             "bayeux.timeout_ms: longer than bayeux.max_client_timeout_ms "
@@ -488,10 +503,16 @@ def describe(config: Config | None = None) -> str:
     return "\n".join(lines).rstrip("\n")
 
 
+def _url_password(url: str) -> bool:
+    """``redis://user:secret@host``: the URL carries a password."""
+    authority = url.partition("://")[2].partition("/")[0]
+    return "@" in authority and ":" in authority.rpartition("@")[0]
+
+
 def _toml_line(key: str, value: Any, meaning: str = "") -> str:
     comment = f"    # {meaning}" if meaning else ""
     if value is None:
         return f"  # {key} = (not set){comment}"
-    if key in _SECRET_KEYS and value:
+    if (key in _SECRET_KEYS and value) or (key == "redis_url" and _url_password(value)):
         return f"  # {key} = (set; gateway config never prints a password){comment}"
     return f"  {tomlout.key(key)} = {tomlout.value(msgspec.to_builtins(value))}{comment}"

@@ -20,6 +20,7 @@ from yarl import URL
 
 from gateway.agents.demo import Demo, prepare_demo
 from gateway.app import CONFIG, HUB, OPTIONS, SOCKETS, create_app
+from gateway.bayeux.engines.redis import EngineUnavailable
 from gateway.bayeux.transports.edge import FastPath
 from gateway.config import Config, MailConfig
 from gateway.gcpolicy import GcPolicy
@@ -98,6 +99,9 @@ async def run(config: Config) -> int:
     app = create_app(config)
     try:
         running = await start(app, config.server.host, config.server.port)
+    except EngineUnavailable as exc:  # a wrong or unreachable Redis: one line, like a bad option
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # ours, or one with its own message (the demo mail servers' ports)
         where = f"{config.server.host}:{config.server.port}"
         print(

@@ -147,6 +147,9 @@ def test_the_readme_marks_what_it_does_not_run() -> None:
         "127.0.0.1:8080",
         "GATEWAY_BAYEUX__TIMEOUT_MS=20000 GATEWAY_CORS__ALLOW_ORIGINS='[\"https://desk.example\"]' "
         "\\",
+        # two nodes on a Redis: what they do is tests/cluster's
+        ".venv/bin/gateway serve --engine redis --redis-url redis://127.0.0.1:6379/0 --node-id a "
+        "--port 8081 &",
     ]
     running = [b for b in found if b.run]
     for key in EXPECTED:

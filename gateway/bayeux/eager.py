@@ -18,8 +18,18 @@ __all__ = ["start_eagerly"]
 log = structlog.get_logger("gateway.bayeux.eager")
 
 
-def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
-    """Run ``coro`` now; if it suspends, a task finishes it (and is returned)."""
+def start_eagerly(
+    coro: Coroutine[Any, Any, None], *, eager: bool = True
+) -> asyncio.Task[None] | None:
+    """Run ``coro`` now; if it suspends, a task finishes it (and is returned).
+
+    ``eager=False``: a task from the start.  For work that always waits on I/O (an engine on
+    the network), where running the first step here saves nothing, and where libraries need a
+    current task (redis-py's time-outs use ``asyncio.timeout``)."""
+    if not eager:
+        task = asyncio.ensure_future(coro)
+        task.add_done_callback(_report)
+        return task
     try:
         waiting = _taken(coro.send(None))
     except StopIteration:
@@ -28,6 +38,11 @@ def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         log.exception("eager_coroutine_failed")  # as an unawaited task would report it
         return None
     return asyncio.ensure_future(_resume(coro, waiting))
+
+
+def _report(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("eager_coroutine_failed", exc_info=exc)
 
 
 def _taken(waiting: Any) -> Any:

@@ -502,10 +502,15 @@ class Hub:
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` at once; track it as a task only if it has to wait."""
-        task = start_eagerly(coro)
+        task = start_eagerly(coro, eager=self.eager)
         if task is not None:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    @property
+    def eager(self) -> bool:
+        """Whether transports may run a request's work in the callback that read it."""
+        return not self.engine.suspends
 
     @property
     def held_count(self) -> int:

@@ -61,7 +61,12 @@ class EngineListener(Protocol):
 
 class Engine(Protocol):
     """Sessions, subscriptions and queues.  Times are wall-clock milliseconds: the nodes
-    sharing an engine have no other clock in common."""
+    sharing an engine have no other clock in common.
+
+    ``suspends``: its calls wait on I/O (a network store), so the hub's work on it runs as
+    tasks; ``False`` (memory) lets transports run it eagerly, in the callback that read it."""
+
+    suspends: bool
 
     def attach(self, listener: EngineListener) -> None: ...
 

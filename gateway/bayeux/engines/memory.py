@@ -29,6 +29,8 @@ class _Entry:
 
 
 class MemoryEngine:
+    suspends = False  # every call completes without waiting
+
     def __init__(self, limits: QueueLimits | None = None) -> None:
         self.limits = limits or QueueLimits()
         self._sessions: dict[str, _Entry] = {}

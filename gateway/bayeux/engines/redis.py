@@ -298,6 +298,8 @@ return ended
 class RedisEngine:
     """The :class:`gateway.bayeux.engines.base.Engine` on one Redis shared by every node."""
 
+    suspends = True  # every call is a round trip
+
     def __init__(
         self,
         url: str,

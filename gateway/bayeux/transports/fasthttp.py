@@ -327,7 +327,7 @@ class FastHttpProtocol(asyncio.Protocol):
         self._headers = {}
         self._request = None
         self.deadline = None
-        self.task = start_eagerly(self._serve(request, body))
+        self.task = start_eagerly(self._serve(request, body), eager=self.fast.hub.eager)
 
     def _read_head(self) -> bool:
         """Feed llhttp the head of the request under way; ``True`` once it is whole and ours."""

@@ -272,7 +272,7 @@ class FastWebSocket:
         self._in_read = True
         try:
             while waiting and self._task is None and not self._write_paused and not self._shut:
-                self._task = start_eagerly(self._handle(waiting.popleft()))
+                self._task = start_eagerly(self._handle(waiting.popleft()), eager=self._hub.eager)
                 if self._task is not None:
                     self._task.add_done_callback(self._handled)
         finally:
