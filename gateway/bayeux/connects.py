@@ -73,6 +73,7 @@ class WsPeer(Protocol):
 
 class Held:
     __slots__ = (
+        "ack",
         "browser_id",
         "client_id",
         "counted",
@@ -97,8 +98,10 @@ class Held:
         ws: WsPeer | None,
         responder: Responder | None,
         push: bool,
+        ack: bool = False,
     ) -> None:
         self.client_id = client_id
+        self.ack = ack  # the session uses the ack extension
         self.reply = reply
         self.request = request
         self.browser_id = browser_id

@@ -27,7 +27,6 @@ from gateway.bayeux.connects import End, Held, Outcome, Responder, WsPeer
 from gateway.bayeux.engines.base import Engine
 from gateway.bayeux.pushes import PushGroups
 from protocol import (
-    AckState,
     BayeuxCore,
     Connect,
     Message,
@@ -50,7 +49,6 @@ class Delivery:
         engine: Engine,
         core: BayeuxCore,
         settings: Settings,
-        acks: dict[str, AckState],
         stats: Counter[str],
         spawn: Callable[[Coroutine[Any, Any, None]], None],
         clock_ms: Callable[[], int],
@@ -66,7 +64,6 @@ class Delivery:
         self.max_unacked = max_unacked
         self.core = core
         self.settings = settings
-        self._acks = acks
         self.stats = stats
         self._spawn = spawn
         self._clock_ms = clock_ms
@@ -172,9 +169,9 @@ class Delivery:
         if previous is not None:
             self._uncount(previous)  # now, not when its answer is written: the new one may hold
             previous.end(End.SUPERSEDED)
-        ack = self._acks.get(client_id) if session.ack else None
-        if ack is not None and action.ack is not None:
-            ack.acknowledge(action.ack)
+        ack = session.ack  # the ack extension: its batches live in the engine, for any node
+        if ack and action.ack is not None:
+            await self.engine.acknowledge(client_id, action.ack)
         reply = action.reply
         hold_ms = action.hold_ms
         browser = ctx.browser_id if ctx.http else None
@@ -188,9 +185,8 @@ class Delivery:
             self._arming.add(client_id)
             try:
                 await self.engine.hold(client_id)
-                waiting = not backed_up and (
-                    (ack is not None and ack.pending) or await self.engine.has_messages(client_id)
-                )
+                # has_messages counts what was handed out and not acknowledged too
+                waiting = not backed_up and await self.engine.has_messages(client_id)
             finally:
                 self._arming.discard(client_id)
             if client_id in self._rang:
@@ -209,7 +205,7 @@ class Delivery:
             reply = self.core.multiple_clients_reply(reply)
             hold_ms = 0
         if not hold_ms:
-            return await self._answer(client_id, reply, message, [], drain=not backed_up)
+            return await self._answer(client_id, reply, message, [], drain=not backed_up, ack=ack)
         held = Held(
             client_id=client_id,
             reply=reply,
@@ -218,6 +214,7 @@ class Delivery:
             ws=ws,
             responder=responder if ws is None else None,
             push=push,
+            ack=ack,
         )
         self._held[client_id] = held
         if ws is not None:
@@ -292,7 +289,7 @@ class Delivery:
             return held.events, encode(self.core.closed_reply(held.reply))
         drain = not _backed_up(held.ws)
         return await self._answer(
-            held.client_id, held.reply, held.request, held.events, drain=drain
+            held.client_id, held.reply, held.request, held.events, drain=drain, ack=held.ack
         )
 
     async def _answer(
@@ -303,23 +300,24 @@ class Delivery:
         events: list[bytes],
         *,
         drain: bool = True,
+        ack: bool = False,
     ) -> tuple[list[bytes], bytes]:
         """The connect reply, with the queued events unless its socket is backed up."""
-        ack = self._acks.get(client_id)
-        if drain:
-            # With the ack extension, events handed out wait for their acknowledgement; at most
-            # max_unacked of them: the rest stay queued, where the overflow policy applies to a
-            # client that connects and never acknowledges.
-            room = None if ack is None else max(0, self.max_unacked - len(ack.unacked))
-            events = events + await self.engine.drain(client_id, room)
-        if events:
-            self._flushed[client_id] = self._clock_ms()
-            self._flush_count += 1
-        if ack is not None:
-            events, batch = ack.send(events)
+        if ack:
+            # With the ack extension, events handed out wait for their acknowledgement (in the
+            # engine, so that any node re-sends them); at most max_unacked of them: the rest
+            # stay queued, where the overflow policy applies to a client that connects and
+            # never acknowledges.
+            limit = self.max_unacked if drain else 0
+            events, batch = await self.engine.hand_out(client_id, events, limit)
             ext = dict(reply.ext) if reply.ext else {}
             ext["ack"] = batch
             reply = msgspec.structs.replace(reply, ext=ext)
+        elif drain:
+            events = events + await self.engine.drain(client_id)
+        if events:
+            self._flushed[client_id] = self._clock_ms()
+            self._flush_count += 1
         final = self.core.outgoing(reply, request, self._wall_ms()) or reply
         await self.engine.release(client_id, self.settings.expiry_after_connect(self._wall_ms()))
         return events, encode(final)

@@ -29,7 +29,6 @@ from gateway.bayeux.engines.base import Engine, OverflowPolicy
 from gateway.bayeux.security import AllowAll, Peer, SecurityPolicy
 from protocol import (
     AckExtension,
-    AckState,
     BayeuxCore,
     Connect,
     Disconnect,
@@ -119,7 +118,6 @@ class Hub:
         self.deliver_only_on_connect = deliver_only_on_connect
         self._clock_ms = clock_ms
         self._wall_ms = wall_ms
-        self._acks: dict[str, AckState] = {}
         self._services: dict[str, ServiceHandler] = {}
         self._opened: list[SessionListener] = []
         self._closed: list[SessionListener] = []
@@ -131,7 +129,6 @@ class Hub:
             engine=engine,
             core=self.core,
             settings=settings,
-            acks=self._acks,
             stats=self.stats,
             spawn=self._spawn,
             clock_ms=clock_ms,
@@ -207,7 +204,6 @@ class Hub:
 
     def closed(self, record: SessionRecord, reason: str) -> None:
         client_id = record.client_id
-        self._acks.pop(client_id, None)
         self.delivery.drop(client_id)
         self.stats[f"sessions_closed_{reason}"] += 1
         log.info("session_closed", client_id=client_id, reason=reason)
@@ -397,8 +393,6 @@ class Hub:
             record = msgspec.structs.replace(record, user=grant.user, login=grant.login)
         expires = self.settings.expiry_after_connect(self._wall_ms())
         await self.engine.create_session(record, expires)
-        if record.ack:
-            self._acks[record.client_id] = AckState()
         self.stats["sessions_opened"] += 1
         log.info(
             "session_opened",

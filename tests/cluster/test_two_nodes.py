@@ -156,3 +156,49 @@ async def test_a_long_polling_session_continues_on_a_websocket_of_the_other_node
             await partner.send(a, {"channel": "/chat/room", "data": {"n": 7}})
             pushed = await ws.receive_json(timeout=WAIT_S)
             assert events(pushed, "/chat/room") == [{"n": 7}]
+
+
+async def test_ack_extension_resends_on_another_node_what_was_not_acknowledged(
+    make_gateway: Any, redis: RedisServer
+) -> None:
+    """CometD's ack extension across nodes: a connect reply lost on its way (the client
+    acknowledges an older batch) is re-sent by the other node; acknowledged events never
+    come twice."""
+    a, b = await two_nodes(make_gateway, redis)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        agent, partner = Hopper(http), Hopper(http)
+        (shaken,) = await agent.send(
+            a,
+            {
+                "channel": "/meta/handshake",
+                "version": "1.0",
+                "supportedConnectionTypes": ["long-polling"],
+                "ext": {"ack": True},
+            },
+        )
+        assert shaken["ext"]["ack"] is True
+        agent.client_id = shaken["clientId"]
+        await agent.send(b, {"channel": "/meta/subscribe", "subscription": "/chat/room"})
+        await partner.handshake(b)
+        for n in range(2):
+            await partner.send(b, {"channel": "/chat/room", "data": {"n": n}})
+
+        def connect(acked: int) -> dict[str, Any]:
+            return {
+                "channel": "/meta/connect",
+                "connectionType": "long-polling",
+                "ext": {"ack": acked},
+            }
+
+        got = await agent.send(a, connect(0))
+        assert events(got, "/chat/room") == [{"n": 0}, {"n": 1}]
+        first_batch = got[-1]["ext"]["ack"]
+        # That reply "was lost": the client acknowledges nothing, on the other node.
+        again = await agent.send(b, connect(0))
+        assert events(again, "/chat/room") == [{"n": 0}, {"n": 1}]
+        batch = again[-1]["ext"]["ack"]
+        assert batch > first_batch
+        # Acknowledged: a new event comes alone, on the first node again.
+        await partner.send(a, {"channel": "/chat/room", "data": {"n": 2}})
+        last = await agent.send(a, connect(batch))
+        assert events(last, "/chat/room") == [{"n": 2}]

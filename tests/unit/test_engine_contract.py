@@ -208,3 +208,40 @@ async def test_drain_takes_the_oldest_up_to_a_limit(factory: EngineFactory) -> N
     assert await engine.queued("c1") == 3
     assert await engine.drain("c1", 10) == [b"F2", b"F3", b"F4"]
     assert await engine.drain("c1", 1) == []
+
+
+async def test_ack_batches_wait_for_their_acknowledgement(factory: EngineFactory) -> None:
+    """The ack extension's state is the engine's: any node re-sends what was not acknowledged."""
+    engine, _ = await _engine(factory)
+    await engine.create_session(record("c", ack=True), expires_ms=10_000)
+    await engine.subscribe("c", ["/a"])
+    for n in range(3):
+        await engine.publish("/a", b"E%d" % n)
+    assert await engine.hand_out("c", [], 10) == ([b"E0", b"E1", b"E2"], 1)
+    assert await engine.queued("c") == 0
+    assert await engine.has_messages("c")  # handed out, not acknowledged
+    # The reply was lost: the next connect acknowledges nothing and gets them again.
+    await engine.acknowledge("c", 0)
+    await engine.publish("/a", b"E3")
+    assert await engine.hand_out("c", [b"X"], 10) == ([b"E0", b"E1", b"E2", b"X", b"E3"], 2)
+    await engine.acknowledge("c", 1)
+    assert await engine.hand_out("c", [], 10) == ([b"X", b"E3"], 3)
+    await engine.acknowledge("c", 3)
+    assert not await engine.has_messages("c")
+    assert await engine.hand_out("c", [], 10) == ([], 4)
+
+
+async def test_ack_hands_out_at_most_the_limit(factory: EngineFactory) -> None:
+    engine, _ = await _engine(factory)
+    await engine.create_session(record("c", ack=True), expires_ms=10_000)
+    await engine.subscribe("c", ["/a"])
+    for n in range(5):
+        await engine.publish("/a", b"E%d" % n)
+    assert await engine.hand_out("c", [], 2) == ([b"E0", b"E1"], 1)
+    assert await engine.queued("c") == 3
+    assert await engine.hand_out("c", [], 2) == ([b"E0", b"E1"], 2)  # no room: nothing new
+    await engine.acknowledge("c", 2)
+    assert await engine.hand_out("c", [], 2) == ([b"E2", b"E3"], 3)
+    assert await engine.hand_out("gone", [], 2) == ([], 0)
+    await engine.destroy_session("c")
+    assert not await engine.has_messages("c")

@@ -102,7 +102,9 @@ class Engine(Protocol):
         """Queue ``frame`` for one session; ``False`` if it does not exist."""
         ...
 
-    async def has_messages(self, client_id: str) -> bool: ...
+    async def has_messages(self, client_id: str) -> bool:
+        """Events queued, or handed out and not acknowledged yet (the ``ack`` extension)."""
+        ...
 
     async def queued(self, client_id: str) -> int:
         """How many frames wait in the session's queue (0 if it does not exist)."""
@@ -110,6 +112,20 @@ class Engine(Protocol):
 
     async def drain(self, client_id: str, limit: int | None = None) -> list[bytes]:
         """Take the session's queued frames, oldest first: all, or the oldest ``limit``."""
+        ...
+
+    async def acknowledge(self, client_id: str, batch: int) -> None:
+        """``ack`` extension: the client has every event of the batches up to ``batch``."""
+        ...
+
+    async def hand_out(
+        self, client_id: str, extra: list[bytes], limit: int
+    ) -> tuple[list[bytes], int]:
+        """``ack`` extension, a connect reply: ``extra``, then queued events, join the events
+        handed out and not acknowledged (at most ``limit`` of those in all; the rest stay
+        queued) under a new batch number.  Return every unacknowledged event, oldest first, and
+        that batch number (0 when the session is gone).  Stored with the session, so that any
+        node re-sends what the client did not acknowledge."""
         ...
 
     async def hold(self, client_id: str) -> None:

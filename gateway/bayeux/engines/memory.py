@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from gateway.bayeux.engines.base import EngineListener, OverflowPolicy, QueueLimits
-from protocol import SessionRecord, expand, is_wildcard
+from protocol import AckState, SessionRecord, expand, is_wildcard
 
 __all__ = ["MemoryEngine"]
 
@@ -19,13 +19,14 @@ class _Entry:
     """One session.  Its queue is a list that exists only while something is queued: most
     sessions are idle, and a drain hands the whole list over instead of copying it."""
 
-    __slots__ = ("channels", "expires_ms", "queue", "record")
+    __slots__ = ("ack", "channels", "expires_ms", "queue", "record")
 
     def __init__(self, record: SessionRecord, expires_ms: int) -> None:
         self.record = record
         self.queue: list[bytes] | None = None
         self.channels: set[str] = set()
         self.expires_ms: int | None = expires_ms
+        self.ack: AckState | None = None  # the ack extension's batches, once one is handed out
 
 
 class MemoryEngine:
@@ -180,7 +181,23 @@ class MemoryEngine:
 
     async def has_messages(self, client_id: str) -> bool:
         entry = self._sessions.get(client_id)
-        return bool(entry is not None and entry.queue)
+        return entry is not None and bool(entry.queue or (entry.ack and entry.ack.pending))
+
+    async def acknowledge(self, client_id: str, batch: int) -> None:
+        entry = self._sessions.get(client_id)
+        if entry is not None and entry.ack is not None:
+            entry.ack.acknowledge(batch)
+
+    async def hand_out(
+        self, client_id: str, extra: list[bytes], limit: int
+    ) -> tuple[list[bytes], int]:
+        entry = self._sessions.get(client_id)
+        if entry is None:
+            return [], 0
+        if entry.ack is None:
+            entry.ack = AckState()
+        room = max(0, limit - len(entry.ack.unacked) - len(extra))
+        return entry.ack.send(extra + await self.drain(client_id, room))
 
     async def queued(self, client_id: str) -> int:
         entry = self._sessions.get(client_id)

@@ -14,6 +14,8 @@ one Redis Cluster slot could hold them):
                            connect, or empty)
 ``P{cid}:sub``     set     the session's subscriptions
 ``P{cid}:q``       list    queued event frames, oldest first
+``P{cid}:ua``      list    the ``ack`` extension's events handed out and not acknowledged,
+                           each ``<batch>:<frame>``; the hash's ``ab`` is the last batch
 ``Pch:<channel>``  set     client ids subscribed to ``channel`` (a pattern or a name)
 ``Psessions``      zset    client id → when the session expires (a held one: when its node's
                            lease ends), for the sweep
@@ -87,6 +89,7 @@ local P = ARGV[1]
 local function skey(cid) return P .. '{' .. cid .. '}:s' end
 local function subkey(cid) return P .. '{' .. cid .. '}:sub' end
 local function qkey(cid) return P .. '{' .. cid .. '}:q' end
+local function uakey(cid) return P .. '{' .. cid .. '}:ua' end
 local function destroy(cid)
   local rec = redis.call('HGET', skey(cid), 'rec')
   redis.call('ZREM', P .. 'sessions', cid)
@@ -94,7 +97,7 @@ local function destroy(cid)
   for _, ch in ipairs(redis.call('SMEMBERS', subkey(cid))) do
     redis.call('SREM', P .. 'ch:' .. ch, cid)
   end
-  redis.call('DEL', skey(cid), subkey(cid), qkey(cid))
+  redis.call('DEL', skey(cid), subkey(cid), qkey(cid), uakey(cid))
   return rec
 end
 local function keep_until(cid, at)
@@ -105,7 +108,13 @@ local function keep_until(cid, at)
   redis.call('PEXPIREAT', skey(cid), at)
   if redis.call('EXISTS', subkey(cid)) == 1 then redis.call('PEXPIREAT', subkey(cid), at) end
   if redis.call('EXISTS', qkey(cid)) == 1 then redis.call('PEXPIREAT', qkey(cid), at) end
+  if redis.call('EXISTS', uakey(cid)) == 1 then redis.call('PEXPIREAT', uakey(cid), at) end
 end
+-- an unacknowledged event is stored as '<batch>:<frame>'
+local function batch_of(entry)
+  return tonumber(string.sub(entry, 1, string.find(entry, ':', 1, true) - 1))
+end
+local function frame_of(entry) return string.sub(entry, string.find(entry, ':', 1, true) + 1) end
 """.replace("@GRACE_MS@", str(GRACE_MS))
 
 # ARGV: prefix, cid, record, expires_ms, grace_ms
@@ -245,6 +254,45 @@ return some
 """
 )
 
+# ARGV: prefix, cid, acknowledged batch
+_ACKNOWLEDGE = (
+    _COMMON
+    + """
+local ua, acked = uakey(ARGV[2]), tonumber(ARGV[3])
+while true do
+  local entry = redis.call('LINDEX', ua, 0)
+  if not entry or batch_of(entry) > acked then break end
+  redis.call('LPOP', ua)
+end
+return 1
+"""
+)
+
+# ARGV: prefix, cid, limit, extra frame...
+# Returns {batch, {every unacknowledged frame, oldest first}}; batch 0: no such session.
+_HAND_OUT = (
+    _COMMON
+    + """
+local cid, limit = ARGV[2], tonumber(ARGV[3])
+local s, ua, q = skey(cid), uakey(cid), qkey(cid)
+if redis.call('EXISTS', s) == 0 then return {0, {}} end
+local batch = redis.call('HINCRBY', s, 'ab', 1)
+for i = 4, #ARGV do redis.call('RPUSH', ua, batch .. ':' .. ARGV[i]) end
+local room = limit - redis.call('LLEN', ua)
+if room > 0 then
+  for _, frame in ipairs(redis.call('LRANGE', q, 0, room - 1)) do
+    redis.call('RPUSH', ua, batch .. ':' .. frame)
+  end
+  redis.call('LTRIM', q, room, -1)
+end
+local out = {}
+for _, entry in ipairs(redis.call('LRANGE', ua, 0, -1)) do out[#out + 1] = frame_of(entry) end
+local at = redis.call('PEXPIRETIME', s)
+if at > 0 and #out > 0 then redis.call('PEXPIREAT', ua, at) end
+return {batch, out}
+"""
+)
+
 # ARGV: prefix, cid, node, lease_until_ms, grace_ms
 _HOLD = (
     _COMMON
@@ -343,6 +391,8 @@ class RedisEngine:
             ("hold", _HOLD),
             ("expiry", _EXPIRY),
             ("expire", _EXPIRE),
+            ("acknowledge", _ACKNOWLEDGE),
+            ("hand_out", _HAND_OUT),
         ):
             self._scripts[name] = redis.register_script(source)
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
@@ -456,7 +506,17 @@ class RedisEngine:
         return int(count)
 
     async def has_messages(self, client_id: str) -> bool:
-        return bool(await self._client().exists(self._key(client_id, "q")))
+        keys = (self._key(client_id, "q"), self._key(client_id, "ua"))
+        return bool(await self._client().exists(*keys))
+
+    async def acknowledge(self, client_id: str, batch: int) -> None:
+        await self._run("acknowledge", client_id, batch)
+
+    async def hand_out(
+        self, client_id: str, extra: list[bytes], limit: int
+    ) -> tuple[list[bytes], int]:
+        batch, frames = await self._run("hand_out", client_id, limit, *extra)
+        return list(frames), int(batch)
 
     async def queued(self, client_id: str) -> int:
         return int(await self._client().llen(self._key(client_id, "q")))
