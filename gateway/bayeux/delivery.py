@@ -106,6 +106,14 @@ class Delivery:
         if held is not None:
             held.end(End.GONE)
 
+    async def drain(self, client_id: str, limit: int | None = None) -> list[bytes]:
+        """Take the session's queued events for its client: every event handed out leaves
+        through here, and is counted (``delivered``)."""
+        events = await self.engine.drain(client_id, limit)
+        if events:
+            self.stats["delivered"] += len(events)
+        return events
+
     def end_all(self) -> None:
         """Shutdown: answer every held connect now."""
         for held in list(self._held.values()):
@@ -295,7 +303,7 @@ class Delivery:
             # max_unacked of them: the rest stay queued, where the overflow policy applies to a
             # client that connects and never acknowledges.
             room = None if ack is None else max(0, self.max_unacked - len(ack.unacked))
-            events = events + await self.engine.drain(client_id, room)
+            events = events + await self.drain(client_id, room)
         if events:
             self._flushed[client_id] = self._clock_ms()
             self._flush_count += 1
@@ -323,7 +331,7 @@ class Delivery:
                 continue  # events wait for the next connect, which takes them at once
             if ws.backed_up:
                 continue  # they wait in the queue until the socket has drained
-            events = await self.engine.drain(client_id)
+            events = await self.drain(client_id)
             if events:
                 self._flushed[client_id] = now
                 self._flush_count += 1
