@@ -8,8 +8,8 @@ the hub's state and its ``stats`` counter at scrape time, so the hot paths keep 
 
 Gauges: ``gateway_sessions`` and ``gateway_queued_events`` (as the engine holds them, read once
 per scrape: with an engine shared by several nodes, the fleet's; absent while the engine does
-not answer), ``gateway_held_connects`` and
-``gateway_websockets`` (this node's).  Counters (``_total``):
+not answer), ``gateway_held_connects`` and ``gateway_websockets`` (this node's).  Counters
+(``_total``):
 ``gateway_published``, ``gateway_delivered``, ``gateway_queue_overflow``,
 ``gateway_sessions_opened``, ``gateway_sessions_closed{reason}``, ``gateway_handshakes_denied``,
 ``gateway_http_bad_requests``, ``gateway_http_client_gone``, ``gateway_http_errors``,
