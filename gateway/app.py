@@ -9,15 +9,20 @@ interactions, their store, the REST APIs and mail) is built on the hub's server-
 Lifecycles (``cleanup_ctx``) start in this order and stop in the reverse one: the engine and
 its session sweeper, the contact center (store, restored interactions, the REST-session
 sweeper), mail.  So the contact center never runs on an engine that is not started or
-already closed.  On shutdown, first held connects are released and websockets closed with
-GOING_AWAY.
+already closed.  On shutdown, first ``/readyz`` turns to ``draining``, then held connects are
+released and websockets closed with GOING_AWAY.
+
+The fleet endpoints (:mod:`gateway.health`, :mod:`gateway.metrics`): ``/livez``, ``/readyz``,
+``/healthz`` and, with ``server.metrics``, ``/metrics``; without CORS and without a login.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -41,19 +46,23 @@ from gateway.bayeux.transports.common import TransportOptions
 from gateway.bayeux.transports.http import handle_jsonp, handle_post, handle_preflight
 from gateway.bayeux.transports.websocket import OpenSocket, handle_websocket
 from gateway.config import Config
+from gateway.health import Health
 from gateway.interactions.center import Center, QueueInfo
 from gateway.interactions.service import InteractionService
 from gateway.interactions.store import SqliteStore
 from gateway.logs import AccessLog, EdgeLog
 from gateway.mail import runtime as mail_runtime
+from gateway.metrics import Metrics
 from protocol import Settings
 
 __all__ = [
     "CONFIG",
     "HUB",
+    "NODE_ID",
     "OPTIONS",
     "SOCKETS",
     "create_app",
+    "default_node_id",
     "make_engine",
     "new_interaction_id",
     "settings_from",
@@ -66,6 +75,8 @@ CONFIG = web.AppKey("config", Config)
 OPTIONS = web.AppKey("transport_options", TransportOptions)
 #: The open websockets (their flow-controlled senders).
 SOCKETS: web.AppKey[set[OpenSocket]] = web.AppKey("sockets")
+#: This node's name in ``/metrics`` (the ``node`` label); set it before the app starts.
+NODE_ID = web.AppKey("node_id", str)
 
 SWEEP_INTERVAL_S = 1.0
 
@@ -84,6 +95,11 @@ def settings_from(config: Config) -> Settings:
         ack_extension=b.ack_extension,
         validate_ids=b.validate_ids,
     )
+
+
+def default_node_id() -> str:
+    """``host-pid``: unique among the processes of one fleet."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def make_engine(config: Config) -> Engine:
@@ -136,6 +152,7 @@ def create_app(
     app[HUB] = hub
     app[CONFIG] = config
     app[SOCKETS] = set()
+    app[NODE_ID] = default_node_id()
     options = TransportOptions(
         max_body_bytes=config.server.max_body_bytes,
         max_batch=config.server.max_batch,
@@ -169,12 +186,29 @@ def create_app(
     bayeux_routes = set(app.router.routes())
     cors = aiohttp_cors.setup(app, defaults=_cors_defaults(config))
     app.cleanup_ctx.append(_lifecycle)  # first in, last out: the engine outlives its users
-    _install_contact_center(app, config, hub, sessions)
+    contact = _install_contact_center(app, config, hub, sessions)
     for route in list(app.router.routes()):
         if route not in bayeux_routes and route.method in ("GET", "POST", "DELETE"):
             cors.add(route)  # the REST APIs, for desktops served from another origin
+    health = _install_fleet_endpoints(app, config, hub, contact.service)
+    app.on_shutdown.append(health.begin_draining)  # first: balancers stop sending
     app.on_shutdown.append(_release_clients)
     return app
+
+
+def _install_fleet_endpoints(
+    app: web.Application, config: Config, hub: Hub, service: InteractionService
+) -> Health:
+    """``/livez``, ``/readyz``, ``/healthz`` (its deprecated name) and, with
+    ``server.metrics``, ``/metrics``."""
+    metrics = Metrics(hub, app[SOCKETS], lambda: app[NODE_ID])
+    health = Health(engine=metrics.ping_engine, store=service.ping)
+    app.router.add_get("/livez", health.livez)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/healthz", health.readyz)
+    if config.server.metrics:
+        app.router.add_get("/metrics", metrics.handle)
+    return health
 
 
 def _cors_defaults(config: Config) -> dict[str, aiohttp_cors.ResourceOptions]:

@@ -45,6 +45,7 @@ class ServerConfig(_Section, frozen=True):
     max_connections_per_address: Annotated[int, Meta(ge=0)] = 1024
     gc_freeze_interval_s: Annotated[float, Meta(ge=0)] = 1.0
     gc_full_interval_s: Annotated[float, Meta(ge=0)] = 600.0
+    metrics: bool = True
 
 
 class BayeuxConfig(_Section, frozen=True):
@@ -251,6 +252,9 @@ HELP: dict[str, str] = {
     "behaviour)",
     "server.gc_full_interval_s": "one full garbage collection this often, for cycles among "
     "frozen objects (0: never)",
+    "server.metrics": "serve /metrics (Prometheus text format: sessions, held connects, queued "
+    "events, publishes, deliveries, overflows, engine round trips; no login, so keep it off "
+    "public networks)",
     "bayeux.timeout_ms": "how long a /meta/connect is held (advice.timeout)",
     "bayeux.interval_ms": "advised pause between connects (advice.interval)",
     "bayeux.max_interval_ms": "a session with no connect for interval+this expires",

@@ -51,6 +51,7 @@ EXPECTED: dict[str, list[str]] = {
         "| On its way.",
     ],
     "/meta/handshake": ['"successful":true', '"channel":"/meta/subscribe"', '"/meta/connect"'],
+    "/readyz": ['{"status":"ok"}', 'gateway_sessions{node="'],
 }
 
 

@@ -105,6 +105,14 @@ class Delivery:
         if held is not None:
             held.end(End.GONE)
 
+    async def drain(self, client_id: str, limit: int | None = None) -> list[bytes]:
+        """Take the session's queued events for its client: every event handed out leaves
+        through here, and is counted (``delivered``)."""
+        events = await self.engine.drain(client_id, limit)
+        if events:
+            self.stats["delivered"] += len(events)
+        return events
+
     def end_all(self) -> None:
         """Shutdown: answer every held connect now."""
         for held in list(self._held.values()):
@@ -310,11 +318,12 @@ class Delivery:
             # never acknowledges.
             limit = self.max_unacked if drain else 0
             events, batch = await self.engine.hand_out(client_id, events, limit)
+            self.stats["delivered"] += len(events)  # re-sent ones too: they leave again
             ext = dict(reply.ext) if reply.ext else {}
             ext["ack"] = batch
             reply = msgspec.structs.replace(reply, ext=ext)
         elif drain:
-            events = events + await self.engine.drain(client_id)
+            events = events + await self.drain(client_id)
         if events:
             self._flushed[client_id] = self._clock_ms()
             self._flush_count += 1
@@ -337,7 +346,7 @@ class Delivery:
                 continue  # events wait for the next connect, which takes them at once
             if ws.backed_up:
                 continue  # they wait in the queue until the socket has drained
-            events = await self.engine.drain(client_id)
+            events = await self.drain(client_id)
             if events:
                 self._flushed[client_id] = now
                 self._flush_count += 1

@@ -17,6 +17,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -54,7 +55,7 @@ from protocol import (
 )
 from protocol import ChannelKind as Kind
 
-__all__ = ["Hub", "Outcome", "ServiceHandler"]
+__all__ = ["Census", "Hub", "Outcome", "ServiceHandler"]
 
 log = structlog.get_logger("gateway.bayeux.hub")
 
@@ -78,6 +79,14 @@ def _wall_ms() -> int:
 _NO_MESSAGE = Message()  # what a malformed batch entry's reply is built against
 # Transports whose replies also carry the session's queued events (callback-polling: no)
 _PIGGYBACK = frozenset({"long-polling", "websocket"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Census:
+    """What the engine holds at one moment (a shared engine: the whole fleet's sessions)."""
+
+    sessions: int
+    queued: int
 
 
 class _Waiter:
@@ -173,6 +182,19 @@ class Hub:
     async def get_session(self, client_id: str) -> SessionRecord | None:
         return await self.engine.get_session(client_id)
 
+    async def ping_engine(self) -> float:
+        """One round trip to the engine, in seconds; raises when it cannot be reached."""
+        return await self.engine.ping()
+
+    async def census(self) -> Census:
+        """Sessions and queued events as the engine holds them now (``/metrics``): one engine
+        call per session, which the memory engine answers from its dicts."""
+        ids = await self.engine.session_ids()
+        queued = 0
+        for client_id in ids:
+            queued += await self.engine.queued(client_id)
+        return Census(sessions=len(ids), queued=queued)
+
     def add_service(self, channel: str, handler: ServiceHandler) -> None:
         """Answer publishes to ``/service/...`` ``channel``: a non-``None`` result is sent back
         to the caller as ``{"channel", "id", "successful": true, "data"}``."""
@@ -248,7 +270,7 @@ class Hub:
                 and self._piggyback(piggyback, ctx)
                 and not (ws is not None and ws.backed_up)  # they wait in the bounded queue
             ):
-                drained = await self.engine.drain(piggyback.client_id)
+                drained = await self.delivery.drain(piggyback.client_id)
         finally:
             for client_id in self._unhush(hushed) if hushed else ():
                 if await self.engine.has_messages(client_id):
@@ -469,7 +491,7 @@ class Hub:
 
     async def _end_session(self, client_id: str, reason: str) -> bool:
         held = self.delivery.take(client_id)
-        events = await self.engine.drain(client_id) if held is not None else []
+        events = await self.delivery.drain(client_id) if held is not None else []
         record = await self.engine.destroy_session(client_id)
         if held is not None:
             held.end(End.CLOSED, events)

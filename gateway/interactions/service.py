@@ -85,6 +85,10 @@ class InteractionService:
                 await self._timer
         await self.store.close()
 
+    async def ping(self) -> None:
+        """Raise unless the store answers (readiness)."""
+        await self.store.ping()
+
     # -- applying the center's decisions ------------------------------------------------------
 
     async def apply(self, effects: Effects, writes: Sequence[Write] = ()) -> Effects:

@@ -36,6 +36,10 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    async def ping(self) -> None:
+        """Raise unless the store answers a trivial query (readiness)."""
+        ...
+
     async def load_active(self) -> list[Interaction]:
         """Every interaction not yet Completed or Canceled."""
         ...
@@ -94,6 +98,9 @@ class SqliteStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    async def ping(self) -> None:
+        self.db.execute("SELECT 1").fetchone()
 
     @property
     def db(self) -> sqlite3.Connection:

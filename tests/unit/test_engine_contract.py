@@ -72,6 +72,13 @@ def record(client_id: str, **kw: object) -> SessionRecord:
     return SessionRecord(client_id=client_id, browser_id="b", created_ms=0, **kw)  # type: ignore[arg-type]
 
 
+async def test_ping_measures_one_round_trip(factory: EngineFactory) -> None:
+    engine, _ = await _engine(factory)
+    seconds = await engine.ping()
+    assert type(seconds) is float
+    assert 0.0 <= seconds < 1.0
+
+
 async def test_sessions_are_created_read_updated_and_destroyed(factory: EngineFactory) -> None:
     engine, _ = await _engine(factory)
     await engine.create_session(record("c1"), expires_ms=10_000)

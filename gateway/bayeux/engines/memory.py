@@ -50,6 +50,9 @@ class MemoryEngine:
         self._subscribers.clear()
         self._wildcards = 0
 
+    async def ping(self) -> float:
+        return 0.0  # nothing between the hub and these dicts
+
     # -- sessions ---------------------------------------------------------------------------
 
     async def create_session(self, record: SessionRecord, expires_ms: int) -> None:
