@@ -511,6 +511,9 @@ class Hub:
     async def close(self, timeout_s: float = 2.0) -> None:
         """Shutdown: answer every held connect now, give the answers a moment to go out."""
         self.delivery.end_all()
+        # Ended holds are answered together in the next loop turn (delivery's PushGroups):
+        # let it come, so that their answers exist (or are tasks) before the edge closes.
+        await asyncio.sleep(0)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout_s)
         for task in list(self._tasks):

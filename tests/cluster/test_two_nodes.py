@@ -202,3 +202,26 @@ async def test_ack_extension_resends_on_another_node_what_was_not_acknowledged(
         await partner.send(a, {"channel": "/chat/room", "data": {"n": 2}})
         last = await agent.send(a, connect(batch))
         assert events(last, "/chat/room") == [{"n": 2}]
+
+
+async def test_a_node_that_stops_hands_its_clients_to_the_other(
+    make_gateway: Any, redis: RedisServer
+) -> None:
+    """A graceful stop answers the held connect at once; the client's next connect, on the
+    other node, continues the session and gets what was published meanwhile."""
+    a, b = await two_nodes(make_gateway, redis)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        agent, partner = Hopper(http), Hopper(http)
+        await agent.handshake(a)
+        await agent.send(a, {"channel": "/meta/subscribe", "subscription": "/chat/room"})
+        await agent.connect(a)
+        held = asyncio.create_task(agent.connect(a))
+        await asyncio.sleep(0.2)
+        closing = asyncio.create_task(a.close())
+        (answer,) = await asyncio.wait_for(held, WAIT_S)  # not the 20 s hold
+        assert answer["successful"] is True
+        assert answer.get("advice", {}).get("reconnect", "retry") == "retry"
+        await asyncio.wait_for(closing, 10)
+        await partner.handshake(b)
+        await partner.send(b, {"channel": "/chat/room", "data": {"n": 1}})
+        assert events(await agent.connect(b), "/chat/room") == [{"n": 1}]
