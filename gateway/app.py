@@ -37,7 +37,7 @@ from gateway.agents.users import ReloadingDirectory, users_path
 from gateway.api import mail as mail_api
 from gateway.api import me, partners
 from gateway.api.context import API, ApiContext
-from gateway.bayeux.engines.base import Engine, OverflowPolicy, QueueLimits
+from gateway.bayeux.engines.base import Engine, EngineUnavailable, OverflowPolicy, QueueLimits
 from gateway.bayeux.engines.memory import MemoryEngine
 from gateway.bayeux.engines.redis import RedisEngine
 from gateway.bayeux.hub import Hub
@@ -248,6 +248,8 @@ async def _sweep(hub: Hub) -> None:
         await asyncio.sleep(SWEEP_INTERVAL_S)
         try:
             await hub.sweep()
+        except EngineUnavailable:
+            pass  # an outage: the engine logs it when it starts and when it ends
         except Exception:
             log.exception("sweep_failed")
 

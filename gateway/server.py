@@ -20,7 +20,7 @@ from yarl import URL
 
 from gateway.agents.demo import Demo, prepare_demo
 from gateway.app import CONFIG, HUB, OPTIONS, SOCKETS, create_app
-from gateway.bayeux.engines.redis import EngineUnavailable
+from gateway.bayeux.engines.base import EngineUnavailable
 from gateway.bayeux.transports.edge import FastPath
 from gateway.config import Config, MailConfig
 from gateway.gcpolicy import GcPolicy

@@ -18,10 +18,30 @@ READY_TIMEOUT_S = 10.0
 
 
 class RedisServer:
-    def __init__(self, port: int, directory: Path, process: subprocess.Popen[bytes]) -> None:
+    def __init__(
+        self,
+        port: int,
+        directory: Path,
+        process: subprocess.Popen[bytes],
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.port = port
         self.directory = directory
         self.process = process
+        self.extra = extra
+
+    def stop(self) -> None:
+        """SIGTERM and wait: Redis writes its append-only file before it exits."""
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def start_again(self) -> None:
+        """The same server (port, directory, options) once more, as after a restart."""
+        self.process = _start(self.directory, *self.extra, port=self.port).process
 
     @property
     def url(self) -> str:
@@ -44,11 +64,11 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _start(directory: Path, *extra: str) -> RedisServer:
+def _start(directory: Path, *extra: str, port: int = 0) -> RedisServer:
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is missing: `make test` installs it (Debian redis-server)")
-    port = _free_port()
+    port = port or _free_port()
     process = subprocess.Popen(
         [
             binary,
@@ -74,7 +94,7 @@ def _start(directory: Path, *extra: str) -> RedisServer:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2) as s:
             s.sendall(b"PING\r\n")
             if s.recv(16).startswith(b"+PONG"):
-                return RedisServer(port, directory, process)
+                return RedisServer(port, directory, process, extra)
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise RuntimeError(f"redis-server did not start on port {port}")
@@ -89,10 +109,5 @@ def redis_server(*extra: str) -> Iterator[RedisServer]:
     try:
         yield server
     finally:
-        server.process.terminate()
-        try:
-            server.process.wait(10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+        server.stop()
         shutil.rmtree(directory, ignore_errors=True)

@@ -64,6 +64,10 @@ class WsPeer(Protocol):
 
     def send(self, parts: list[bytes]) -> None: ...
 
+    def unavailable(self) -> None:
+        """The engine cannot be reached: close with 1013 (try again later)."""
+        ...
+
     @property
     def closed(self) -> bool: ...
 

@@ -24,7 +24,7 @@ import msgspec
 import structlog
 
 from gateway.bayeux.connects import End, Held, Outcome, Responder, WsPeer
-from gateway.bayeux.engines.base import Engine
+from gateway.bayeux.engines.base import Engine, EngineUnavailable
 from gateway.bayeux.pushes import PushGroups
 from protocol import (
     BayeuxCore,
@@ -260,7 +260,15 @@ class Delivery:
 
     async def _deliver(self, held: Held, reason: End) -> None:
         """Compute the reply of a held connect and hand it to its socket or request."""
-        answer = await self._finish(held, reason)
+        try:
+            answer = await self._finish(held, reason)
+        except EngineUnavailable:  # logged by the engine, once per outage
+            # The client hears it (503, or close 1013) and retries; its events stay queued.
+            if held.ws is not None:
+                held.ws.unavailable()
+            elif held.responder is not None:
+                held.responder.respond(Outcome(status=503))
+            return
         if held.ws is not None:
             if answer is not None and not held.ws.closed:
                 events, reply = answer

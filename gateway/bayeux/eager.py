@@ -13,6 +13,8 @@ from typing import Any
 
 import structlog
 
+from gateway.bayeux.engines.base import EngineUnavailable
+
 __all__ = ["start_eagerly"]
 
 log = structlog.get_logger("gateway.bayeux.eager")
@@ -34,14 +36,19 @@ def start_eagerly(
         waiting = _taken(coro.send(None))
     except StopIteration:
         return None
+    except EngineUnavailable:
+        return None  # an outage: the engine logs it once, not once per piece of work
     except Exception:
         log.exception("eager_coroutine_failed")  # as an unawaited task would report it
         return None
-    return asyncio.ensure_future(_resume(coro, waiting))
+    task = asyncio.ensure_future(_resume(coro, waiting))
+    task.add_done_callback(_report)
+    return task
 
 
 def _report(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and (exc := task.exception()) is not None:
+    exc = None if task.cancelled() else task.exception()
+    if exc is not None and not isinstance(exc, EngineUnavailable):
         log.error("eager_coroutine_failed", exc_info=exc)
 
 

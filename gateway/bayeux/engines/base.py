@@ -26,7 +26,15 @@ from typing import Protocol
 
 from protocol import SessionRecord
 
-__all__ = ["Engine", "EngineListener", "OverflowPolicy", "QueueLimits"]
+__all__ = ["Engine", "EngineListener", "EngineUnavailable", "OverflowPolicy", "QueueLimits"]
+
+
+class EngineUnavailable(Exception):
+    """The engine's store cannot be reached (a network engine during an outage).
+
+    Clients get a clear, retryable error (HTTP 503 ``engine_unavailable``, websocket close
+    1013); the engine logs the outage once when it begins and once when it ends, never a
+    traceback per request.  At start it is one line and exit status 2."""
 
 
 class OverflowPolicy(enum.Enum):

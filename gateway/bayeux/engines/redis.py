@@ -42,15 +42,19 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.bayeux.engines.base import EngineListener, QueueLimits
+from gateway.bayeux.engines.base import EngineListener, EngineUnavailable, QueueLimits
 from protocol import SessionRecord, expand
 
 __all__ = ["EngineUnavailable", "RedisEngine", "default_node_id"]
@@ -61,13 +65,18 @@ log = structlog.get_logger("gateway.bayeux.engines.redis")
 GRACE_MS = 60_000
 #: Sessions one sweep call removes at most (the next sweep takes the rest).
 SWEEP_BATCH = 500
+#: A command's time limit: during an outage a request fails in bounded time (503), not hangs.
+COMMAND_TIMEOUT_S = 1.5
+#: How often a node checks the sessions it holds for events whose doorbell it missed (one
+#: rang while its subscriber connection was re-established after an outage).
+RESYNC_S = 1.0
+#: What counts as an outage (a script error is a bug of ours, not an outage).
+_OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+
+T = TypeVar("T")
 
 _encode_record = msgspec.msgpack.Encoder().encode
 _decode_record = msgspec.msgpack.Decoder(SessionRecord).decode
-
-
-class EngineUnavailable(Exception):
-    """The engine's store cannot be reached (at start: one line, exit status 2)."""
 
 
 def default_node_id() -> str:
@@ -366,6 +375,10 @@ class RedisEngine:
         self._redis: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
         self._bell_task: asyncio.Task[None] | None = None
+        self._bells: aioredis.Redis | None = None
+        self._resync_task: asyncio.Task[None] | None = None
+        self._held_here: set[str] = set()  # sessions whose connect this node holds
+        self._outage_since: float | None = None
 
     def attach(self, listener: EngineListener) -> None:
         self._listener = listener
@@ -373,7 +386,15 @@ class RedisEngine:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        redis = aioredis.from_url(self.url, socket_connect_timeout=5, health_check_interval=30)
+        # Commands: a bounded time and no retry, so that a request during an outage gets its
+        # 503 in seconds (the client retries; a pooled connection that broke is replaced).
+        redis = aioredis.from_url(
+            self.url,
+            socket_connect_timeout=COMMAND_TIMEOUT_S,
+            socket_timeout=COMMAND_TIMEOUT_S,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 0),
+            health_check_interval=30,
+        )
         try:
             await redis.ping()
         except (RedisError, OSError) as exc:
@@ -395,25 +416,37 @@ class RedisEngine:
             ("hand_out", _HAND_OUT),
         ):
             self._scripts[name] = redis.register_script(source)
-        pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        # Doorbells: one connection that redis-py re-establishes (and re-subscribes) for as long
+        # as an outage lasts, with jittered backoff: the retry loop is redis-py's.
+        self._bells = aioredis.from_url(
+            self.url,
+            socket_connect_timeout=COMMAND_TIMEOUT_S,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.1, cap=2.0), -1),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
+        pubsub = self._bells.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(self._bell_channel(self.node_id))
         self._bell_task = asyncio.create_task(self._doorbells(pubsub))
+        self._resync_task = asyncio.create_task(self._resync())
         log.info("redis_engine_started", node=self.node_id, url=_safe_url(self.url))
 
     async def close(self) -> None:
-        if self._bell_task is not None:
-            self._bell_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._bell_task
-            self._bell_task = None
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
+        for task in (self._bell_task, self._resync_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._bell_task = self._resync_task = None
+        for client in (self._redis, self._bells):
+            if client is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await client.aclose()
+        self._redis = self._bells = None
 
     async def ping(self) -> float:
         """Seconds one round trip to Redis takes."""
         started = time.perf_counter()
-        await self._client().ping()
+        await self._guard(self._client().ping())
         return time.perf_counter() - started
 
     async def _doorbells(self, pubsub: Any) -> None:
@@ -427,6 +460,40 @@ class RedisEngine:
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()
 
+    async def _resync(self) -> None:
+        """Wake the sessions held here that have events: a safety net for doorbells missed
+        while the subscriber connection was being re-established."""
+        while True:
+            await asyncio.sleep(RESYNC_S)
+            held = list(self._held_here)
+            if not held or self._redis is None or self._listener is None:
+                continue
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for cid in held:
+                        pipe.exists(self._key(cid, "q"))
+                    found = await pipe.execute()
+            except _OUTAGE:
+                continue  # the requests that fail meanwhile log the outage
+            for cid, queued in zip(held, found, strict=True):
+                if queued and cid in self._held_here:
+                    self._listener.wake(cid)
+
+    async def _guard(self, call: Awaitable[T]) -> T:
+        """One call to Redis: an outage is EngineUnavailable, logged when it starts and ends."""
+        try:
+            result = await call
+        except _OUTAGE as exc:
+            if self._outage_since is None:
+                self._outage_since = time.monotonic()
+                log.warning("redis_unavailable", node=self.node_id, error=type(exc).__name__)
+            raise EngineUnavailable(f"Redis cannot be reached ({type(exc).__name__})") from exc
+        if self._outage_since is not None:
+            lasted = time.monotonic() - self._outage_since
+            self._outage_since = None
+            log.warning("redis_recovered", node=self.node_id, outage_s=round(lasted, 1))
+        return result
+
     def _bell_channel(self, node: str) -> str:
         return f"{self.prefix}bell:{node}"
 
@@ -436,7 +503,9 @@ class RedisEngine:
         return self._redis
 
     async def _run(self, name: str, *args: Any) -> Any:
-        return await self._scripts[name](args=[self.prefix, *args], client=self._client())
+        return await self._guard(
+            self._scripts[name](args=[self.prefix, *args], client=self._client())
+        )
 
     def _key(self, client_id: str, kind: str) -> str:
         return f"{self.prefix}{{{client_id}}}:{kind}"
@@ -447,18 +516,19 @@ class RedisEngine:
         await self._run("create", record.client_id, _encode_record(record), expires_ms, GRACE_MS)
 
     async def get_session(self, client_id: str) -> SessionRecord | None:
-        raw: Any = await self._client().hget(self._key(client_id, "s"), "rec")
+        raw: Any = await self._guard(self._client().hget(self._key(client_id, "s"), "rec"))
         return _decode_record(raw) if raw is not None else None
 
     async def update_session(self, record: SessionRecord) -> None:
         await self._run("update", record.client_id, _encode_record(record))
 
     async def destroy_session(self, client_id: str) -> SessionRecord | None:
+        self._held_here.discard(client_id)
         raw = await self._run("destroy", client_id)
         return _decode_record(raw) if raw else None
 
     async def session_ids(self) -> list[str]:
-        ids = await self._client().zrange(f"{self.prefix}sessions", 0, -1)
+        ids = await self._guard(self._client().zrange(f"{self.prefix}sessions", 0, -1))
         return [_text(i) for i in ids]
 
     # -- subscriptions ----------------------------------------------------------------------
@@ -470,7 +540,7 @@ class RedisEngine:
         return bool(await self._run("unsubscribe", client_id, *channels))
 
     async def subscriptions(self, client_id: str) -> set[str]:
-        members = await self._client().smembers(self._key(client_id, "sub"))
+        members = await self._guard(self._client().smembers(self._key(client_id, "sub")))
         return {_text(m) for m in members}
 
     # -- queues -----------------------------------------------------------------------------
@@ -479,7 +549,7 @@ class RedisEngine:
         return await self._fan_out(frame, "ch", *expand(channel))
 
     async def deliver(self, client_id: str, frame: bytes) -> bool:
-        if not await self._client().exists(self._key(client_id, "s")):
+        if not await self._guard(self._client().exists(self._key(client_id, "s"))):
             return False
         await self._fan_out(frame, "cid", client_id)
         return True
@@ -507,7 +577,7 @@ class RedisEngine:
 
     async def has_messages(self, client_id: str) -> bool:
         keys = (self._key(client_id, "q"), self._key(client_id, "ua"))
-        return bool(await self._client().exists(*keys))
+        return bool(await self._guard(self._client().exists(*keys)))
 
     async def acknowledge(self, client_id: str, batch: int) -> None:
         await self._run("acknowledge", client_id, batch)
@@ -519,7 +589,7 @@ class RedisEngine:
         return list(frames), int(batch)
 
     async def queued(self, client_id: str) -> int:
-        return int(await self._client().llen(self._key(client_id, "q")))
+        return int(await self._guard(self._client().llen(self._key(client_id, "q"))))
 
     async def drain(self, client_id: str, limit: int | None = None) -> list[bytes]:
         frames = await self._run("drain", client_id, -1 if limit is None else max(0, limit))
@@ -528,9 +598,11 @@ class RedisEngine:
     # -- expiry -----------------------------------------------------------------------------
 
     async def hold(self, client_id: str) -> None:
+        self._held_here.add(client_id)
         await self._run("hold", client_id, self.node_id, _now_ms() + self.hold_lease_ms, GRACE_MS)
 
     async def release(self, client_id: str, expires_ms: int) -> None:
+        self._held_here.discard(client_id)
         await self._run("expiry", client_id, expires_ms, GRACE_MS, "release")
 
     async def touch(self, client_id: str, at_least_ms: int) -> None:
@@ -541,6 +613,8 @@ class RedisEngine:
         while True:
             batch = await self._run("expire", now_ms, SWEEP_BATCH)
             ended += [_decode_record(raw) for raw in batch]
+            for record in ended:
+                self._held_here.discard(record.client_id)
             if len(batch) < SWEEP_BATCH:
                 return ended
 

@@ -40,10 +40,16 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from gateway.bayeux.eager import start_eagerly
+from gateway.bayeux.engines.base import EngineUnavailable
 from gateway.bayeux.hub import Hub
 from gateway.bayeux.security import Peer
 from gateway.bayeux.transports.common import TransportOptions
-from gateway.bayeux.transports.websocket import CLOSE_TIMEOUT_S, close_reason
+from gateway.bayeux.transports.websocket import (
+    CLOSE_TIMEOUT_S,
+    ENGINE_DOWN_REASON,
+    TRY_AGAIN_LATER,
+    close_reason,
+)
 from protocol import DecodeError, RequestContext, decode_batch, join_batch
 
 __all__ = ["FastWebSocket", "Upgrading", "handshake", "text_frame"]
@@ -183,6 +189,9 @@ class FastWebSocket:
         if not self._in_read:
             self._flush()
 
+    def unavailable(self) -> None:
+        self._close(TRY_AGAIN_LATER, ENGINE_DOWN_REASON)
+
     async def close(self, code: int, message: bytes, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         """Close with ``code``; wait for the client's close frame at most ``timeout_s``."""
         self._close(code, message, timeout_s)
@@ -297,6 +306,9 @@ class FastWebSocket:
         ctx = RequestContext(transport="websocket", browser_id=self._browser, batch_size=len(batch))
         try:
             outcome = await self._hub.process(batch, ctx, self._who, ws=self)
+        except EngineUnavailable:  # logged by the engine, once per outage
+            self._close(TRY_AGAIN_LATER, ENGINE_DOWN_REASON)
+            return
         except Exception:
             # Our fault, not the client's: say so with a close frame, not a dropped socket.
             log.exception("websocket_failed", sessions=sorted(self.sessions))

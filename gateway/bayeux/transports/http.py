@@ -24,6 +24,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.bayeux.connects import Outcome, Responder
+from gateway.bayeux.engines.base import EngineUnavailable
 from gateway.bayeux.hub import Hub
 from gateway.bayeux.security import Peer
 from gateway.bayeux.transports.common import (
@@ -87,7 +88,14 @@ def _has_handshake(batch: Sequence[Message | Malformed]) -> bool:
     return any(isinstance(m, Message) and m.channel == "/meta/handshake" for m in batch)
 
 
+ENGINE_UNAVAILABLE = Answer(
+    503, error_body("engine_unavailable", "sessions cannot be reached right now: retry shortly")
+)
+
+
 def answer_from(outcome: Outcome, set_cookie: str | None = None) -> Answer:
+    if outcome.status == 503:
+        return ENGINE_UNAVAILABLE
     if outcome.status != 200:
         detail = "a newer /meta/connect of this session replaced this one"
         return Answer(outcome.status, error_body("connect_replaced", detail))
@@ -106,7 +114,10 @@ async def _run(
     if browser is None and _has_handshake(batch):
         browser = new_browser = secrets.token_hex(16)
     ctx = RequestContext(transport=peer.transport, browser_id=browser, batch_size=len(batch))
-    outcome = await hub.process(batch, ctx, peer, responder=responder)
+    try:
+        outcome = await hub.process(batch, ctx, peer, responder=responder)
+    except EngineUnavailable:  # logged by the engine, once per outage
+        return ENGINE_UNAVAILABLE
     if outcome.held is not None:
         return outcome.held
     cookie = set_cookie_value(options.cookie, new_browser) if new_browser else None

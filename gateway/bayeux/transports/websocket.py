@@ -34,6 +34,7 @@ import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway.bayeux.eager import start_eagerly
+from gateway.bayeux.engines.base import EngineUnavailable
 from gateway.bayeux.hub import Hub
 from gateway.bayeux.security import Peer
 from gateway.bayeux.transports.common import (
@@ -43,9 +44,21 @@ from gateway.bayeux.transports.common import (
 )
 from protocol import DecodeError, RequestContext, decode_batch, join_batch
 
-__all__ = ["CLOSE_TIMEOUT_S", "OpenSocket", "WebSocketPeer", "close_reason", "handle_websocket"]
+__all__ = [
+    "CLOSE_TIMEOUT_S",
+    "ENGINE_DOWN_REASON",
+    "TRY_AGAIN_LATER",
+    "OpenSocket",
+    "WebSocketPeer",
+    "close_reason",
+    "handle_websocket",
+]
 
 log = structlog.get_logger("gateway.websocket")
+
+#: RFC 6455 §7.4.1 / IANA: "Try Again Later"; CometD clients reconnect after it.
+TRY_AGAIN_LATER = 1013
+ENGINE_DOWN_REASON = b"sessions cannot be reached: retry shortly"
 
 #: How long a close may wait for a client that does not read before the socket is cut.
 CLOSE_TIMEOUT_S = 2.0
@@ -141,6 +154,10 @@ class WebSocketPeer:
         if waited and drained:
             self._on_drained(self)
 
+    def unavailable(self) -> None:
+        """The engine cannot be reached: close with 1013; the client reconnects."""
+        start_eagerly(self.close(TRY_AGAIN_LATER, ENGINE_DOWN_REASON))
+
     async def drained(self) -> None:
         """Wait until the frames given so far have gone to the kernel (or the socket closed)."""
         writer = self._writer
@@ -210,6 +227,9 @@ async def handle_websocket(
             ctx = RequestContext(transport="websocket", browser_id=browser, batch_size=len(batch))
             try:
                 outcome = await hub.process(batch, ctx, who, ws=peer)
+            except EngineUnavailable:  # logged by the engine, once per outage
+                await peer.close(TRY_AGAIN_LATER, ENGINE_DOWN_REASON)
+                break
             except Exception:
                 # Our fault, not the client's: say so with a close frame, not a dropped socket.
                 log.exception("websocket_failed", sessions=sorted(peer.sessions))
