@@ -280,6 +280,13 @@ class Delivery:
                 events, reply = answer
                 held.responder.respond(Outcome(parts=[*events, reply]))
 
+    def taken(self, client_id: str) -> None:
+        """The session's newer connect is held on another node: answer this one as replaced
+        (``duplicate_connect_status``), leaving the session's events and hold to that node."""
+        held = self._held.get(client_id)
+        if held is not None:
+            held.end(End.SUPERSEDED)
+
     def abandon(self, client_id: str, responder: Responder) -> None:
         """The client of a held long-poll hung up: stop holding; events stay for later."""
         held = self._held.get(client_id)

@@ -232,6 +232,9 @@ class Hub:
         for listener in self._closed:
             listener(record, reason)
 
+    def taken(self, client_id: str) -> None:
+        self.delivery.taken(client_id)
+
     def overflowed(self, client_id: str, policy: OverflowPolicy, dropped: int) -> None:
         self.stats["queue_overflow"] += dropped
         log.warning("queue_overflow", client_id=client_id, policy=policy.value, dropped=dropped)

@@ -225,3 +225,36 @@ async def test_a_node_that_stops_hands_its_clients_to_the_other(
         await partner.handshake(b)
         await partner.send(b, {"channel": "/chat/room", "data": {"n": 1}})
         assert events(await agent.connect(b), "/chat/room") == [{"n": 1}]
+
+
+async def test_a_connect_on_another_node_replaces_the_one_held_here(
+    make_gateway: Any, redis: RedisServer
+) -> None:
+    """A client whose held connect on A it gave up (a network glitch, a balancer's time-out)
+    connects again on B: A answers its old connect as replaced at once, and the next event goes
+    to B's connect only, never into A's connection, which nobody reads any more."""
+    a, b = await two_nodes(make_gateway, redis)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        agent, partner = Hopper(http), Hopper(http)
+        await agent.handshake(a)
+        await agent.send(a, {"channel": "/meta/subscribe", "subscription": "/chat/room"})
+        await agent.connect(a)
+        connect = [
+            {
+                "channel": "/meta/connect",
+                "clientId": agent.client_id,
+                "connectionType": "long-polling",
+                "id": "old",
+            }
+        ]
+        old = asyncio.create_task(http.post(a.make_url("/cometd"), json=connect))
+        await asyncio.sleep(0.2)
+        assert not old.done()
+        new = asyncio.create_task(agent.connect(b))
+        replaced = await asyncio.wait_for(old, WAIT_S)  # not the 20 s hold
+        assert replaced.status == 500  # bayeux.duplicate_connect_status
+        assert (await replaced.json())["error"] == "connect_replaced"
+        await asyncio.sleep(0.2)
+        await partner.handshake(a)
+        await partner.send(a, {"channel": "/chat/room", "data": {"n": 1}})
+        assert events(await asyncio.wait_for(new, WAIT_S), "/chat/room") == [{"n": 1}]

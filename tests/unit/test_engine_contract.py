@@ -20,6 +20,7 @@ class Recorder:
         self.woken: list[str] = []
         self.closed_calls: list[tuple[str, str]] = []
         self.overflows: list[tuple[str, OverflowPolicy]] = []
+        self.taken_ids: list[str] = []
 
     def wake(self, client_id: str) -> None:
         self.woken.append(client_id)
@@ -29,6 +30,9 @@ class Recorder:
 
     def overflowed(self, client_id: str, policy: OverflowPolicy, dropped: int) -> None:
         self.overflows.append((client_id, policy))
+
+    def taken(self, client_id: str) -> None:
+        self.taken_ids.append(client_id)
 
 
 EngineFactory = Callable[[QueueLimits], Engine]

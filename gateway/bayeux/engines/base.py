@@ -66,6 +66,11 @@ class EngineListener(Protocol):
 
     def overflowed(self, client_id: str, policy: OverflowPolicy, dropped: int) -> None: ...
 
+    def taken(self, client_id: str) -> None:
+        """Another node now holds this session's connect (a shared engine): end this node's
+        hold without taking the session's events, which are the new holder's."""
+        ...
+
 
 class Engine(Protocol):
     """Sessions, subscriptions and queues.  Times are wall-clock milliseconds: the nodes

@@ -23,10 +23,11 @@ one Redis Cluster slot could hold them):
 
 Wake-ups: a queue going from empty to non-empty wakes the session's holder.  When the
 session's connect is held by another node (``held``), the script publishes a doorbell naming
-the session on that node's channel ``Pbell:<node>``; each node has one subscriber connection
-and routes its doorbells in process.  Otherwise the publishing node's own listener is woken.
-A node registers a hold (``held`` = its id) before it looks at the queue, so no wake-up is lost
-between the look and the wait.
+the session on that node's channel ``Pbell:<node>`` (a hold taken from another node rings
+that node with ``!<client id>``: it lets go of its older connect); each node has one
+subscriber connection and routes its doorbells in process.  Otherwise the publishing node's
+own listener is woken.  A node registers a hold (``held`` = its id) before it looks at the
+queue, so no wake-up is lost between the look and the wait.
 
 Nothing outlives its session: every per-session key carries a Redis expiry a grace period
 after the session's own, and a hold is a lease (``hold_lease_ms``) so the sessions of a node
@@ -307,8 +308,13 @@ _HOLD = (
     _COMMON
     + """
 local cid, lease = ARGV[2], tonumber(ARGV[4])
-if redis.call('EXISTS', skey(cid)) == 0 then return 0 end
+local previous = redis.call('HGET', skey(cid), 'held')
+if not previous then return 0 end
 redis.call('HSET', skey(cid), 'held', ARGV[3])
+if previous ~= '' and previous ~= ARGV[3] then
+  -- the client moved: the node holding its older connect lets go of it ('!' + client id)
+  redis.call('PUBLISH', P .. 'bell:' .. previous, '!' .. cid)
+end
 redis.call('ZADD', P .. 'sessions', lease, cid)
 keep_until(cid, lease + tonumber(ARGV[5]))
 return 1
@@ -455,7 +461,12 @@ class RedisEngine:
             async for message in pubsub.listen():
                 if message.get("type") != "message" or self._listener is None:
                     continue
-                self._listener.wake(message["data"].decode())
+                bell = message["data"].decode()
+                if bell.startswith("!"):  # another node holds the session's connect now
+                    self._held_here.discard(bell[1:])
+                    self._listener.taken(bell[1:])
+                else:
+                    self._listener.wake(bell)
         finally:
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()
