@@ -187,13 +187,10 @@ class Hub:
         return await self.engine.ping()
 
     async def census(self) -> Census:
-        """Sessions and queued events as the engine holds them now (``/metrics``): one engine
-        call per session, which the memory engine answers from its dicts."""
-        ids = await self.engine.session_ids()
-        queued = 0
-        for client_id in ids:
-            queued += await self.engine.queued(client_id)
-        return Census(sessions=len(ids), queued=queued)
+        """Sessions and queued events as the engine holds them now (``/metrics``), in one
+        engine call."""
+        sessions, queued = await self.engine.census()
+        return Census(sessions=sessions, queued=queued)
 
     def add_service(self, channel: str, handler: ServiceHandler) -> None:
         """Answer publishes to ``/service/...`` ``channel``: a non-``None`` result is sent back

@@ -256,3 +256,18 @@ async def test_ack_hands_out_at_most_the_limit(factory: EngineFactory) -> None:
     assert await engine.hand_out("gone", [], 2) == ([], 0)
     await engine.destroy_session("c")
     assert not await engine.has_messages("c")
+
+
+async def test_census_counts_sessions_and_queued_events(factory: EngineFactory) -> None:
+    engine, _ = await _engine(factory)
+    assert await engine.census() == (0, 0)
+    for cid in ("c1", "c2", "c3"):
+        await engine.create_session(record(cid), expires_ms=10_000)
+    await engine.subscribe("c1", ["/a"])
+    await engine.subscribe("c2", ["/a", "/b"])
+    await engine.publish("/a", b"1")
+    await engine.publish("/b", b"2")
+    assert await engine.census() == (3, 3)
+    await engine.drain("c2")
+    await engine.destroy_session("c3")
+    assert await engine.census() == (2, 1)

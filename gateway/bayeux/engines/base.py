@@ -105,6 +105,11 @@ class Engine(Protocol):
 
     async def session_ids(self) -> list[str]: ...
 
+    async def census(self) -> tuple[int, int]:
+        """How many sessions there are and how many events wait in their queues, in one call
+        (``/metrics``; with a shared engine, the whole cluster's)."""
+        ...
+
     async def subscribe(self, client_id: str, channels: Iterable[str]) -> bool:
         """Record subscriptions; ``False`` if the session is gone."""
         ...

@@ -73,6 +73,10 @@ class MemoryEngine:
     async def session_ids(self) -> list[str]:
         return list(self._sessions)
 
+    async def census(self) -> tuple[int, int]:
+        queued = sum(len(e.queue) for e in self._sessions.values() if e.queue)
+        return len(self._sessions), queued
+
     def _remove(self, client_id: str) -> SessionRecord | None:
         entry = self._sessions.pop(client_id, None)
         if entry is None:

@@ -264,6 +264,17 @@ return some
 """
 )
 
+# ARGV: prefix.  Returns {sessions, queued events}: O(sessions) inside Redis, one round trip.
+_CENSUS = (
+    _COMMON
+    + """
+local ids = redis.call('ZRANGE', P .. 'sessions', 0, -1)
+local queued = 0
+for _, cid in ipairs(ids) do queued = queued + redis.call('LLEN', qkey(cid)) end
+return {#ids, queued}
+"""
+)
+
 # ARGV: prefix, cid, acknowledged batch
 _ACKNOWLEDGE = (
     _COMMON
@@ -420,6 +431,7 @@ class RedisEngine:
             ("expire", _EXPIRE),
             ("acknowledge", _ACKNOWLEDGE),
             ("hand_out", _HAND_OUT),
+            ("census", _CENSUS),
         ):
             self._scripts[name] = redis.register_script(source)
         # Doorbells: one connection that redis-py re-establishes (and re-subscribes) for as long
@@ -537,6 +549,10 @@ class RedisEngine:
         self._held_here.discard(client_id)
         raw = await self._run("destroy", client_id)
         return _decode_record(raw) if raw else None
+
+    async def census(self) -> tuple[int, int]:
+        sessions, queued = await self._run("census")
+        return int(sessions), int(queued)
 
     async def session_ids(self) -> list[str]:
         ids = await self._guard(self._client().zrange(f"{self.prefix}sessions", 0, -1))
