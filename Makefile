@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed
 NODE_TESTS := tests/node
-NODE_BENCH := bench/faye bench/cometd
+NODE_BENCH := bench/faye bench/cometd bench/faye-redis
 
 .PHONY: install run test check lint types bench bench-quick clean python-venv system-deps node-deps
 
