@@ -63,13 +63,12 @@ def idle_sessions(
     server = start(spec, label)
     gen: LoadGen | None = None
     try:
-        time.sleep(1.0)
-        before = _redis(server).memory()
+        before = _settled_memory(_redis(server))
         cmd = gen_cmd(server, "idle", "--workload=agents", f"--clients={sessions}")
         gen = LoadGen(cmd, log_dir / f"loadgen-{label}.log")
         ready = gen.wait_for("ready", timeout=180)
-        time.sleep(2.0)  # the first connects come back (gateway) and are held again
-        after = _redis(server).memory()
+        # the first connects come back (gateway) and are held again; buffers shrink
+        after = _settled_memory(_redis(server))
         held = established_connections(server.port)
         died = not server.alive
         gen.tell("stop")
@@ -115,15 +114,14 @@ def queued_events(
         )
         gen = LoadGen(cmd, log_dir / f"loadgen-{label}.log")
         ready = gen.wait_for("ready", timeout=120)
-        time.sleep(1.0)
         redis = _redis(server)
-        before = redis.memory()
+        before = _settled_memory(redis)
         if ready is not None:
             gen.tell("publish")
             queued = gen.wait_for("queued", timeout=90)
         # Faye acknowledges a publish before its engine has queued it: wait for the lists
         in_redis = _settle(redis, events)
-        after = redis.memory()
+        after = _settled_memory(redis)
         died = not server.alive
         gen.tell("stop")
         done = gen.wait_for("done", timeout=60)
@@ -167,6 +165,22 @@ def _settle(redis: RedisServer, wanted: int, timeout: float = 15.0) -> int:
             return now_in
         time.sleep(0.2)
     return last
+
+
+def _settled_memory(redis: RedisServer, timeout: float = 15.0) -> dict[str, Any]:
+    """``INFO memory`` once the connections' buffers stopped changing: Redis shrinks an idle
+    connection's query buffer after 2 s (clientsCron), and a node that just opened a hundred
+    connections in a burst holds megabytes in them until then."""
+    time.sleep(3.0)
+    deadline = time.monotonic() + timeout
+    info = redis.memory()
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        again = redis.memory()
+        if again["mem_clients_normal"] == info["mem_clients_normal"]:
+            return again
+        info = again
+    return info
 
 
 def _anomalies(
