@@ -5,7 +5,7 @@ side by side.
     .venv/bin/python bench/run.py --quick    # smoke version, a few minutes
     .venv/bin/python bench/run.py --servers gateway --only invites   # contact center, ~1 min
     .venv/bin/python bench/run.py --only mail     # mail latency (Dovecot, pymap), ~1.5 min
-    .venv/bin/python bench/run.py --only cluster  # on Redis: gateway-redis, faye-redis, ~25 min
+    .venv/bin/python bench/run.py --only cluster  # on Redis: gateway-redis, faye-redis, 10-25 min
 
 Each scenario gets a fresh server pinned to core 0 (``taskset -c 0``), and the servers on Redis
 (faye-redis, gateway-redis) a fresh redis-server pinned to the same core; the load generator
@@ -61,7 +61,7 @@ LONG_POLLING_ONLY = {"cometd"}
 SERVERS = ("faye", "cometd", "gateway", "gateway-redis", "faye-redis")  # the table's order
 DEFAULT_SERVERS = ("faye", "cometd", "gateway")
 # --only cluster: the servers on one Redis against their peers (bench/README.md, "Cluster").
-# Not in the default run: its 12 ramps and the memory runs take about 25 minutes more.
+# Not in the default run: the two servers on Redis in all six ramps would take it past 30 min.
 CLUSTER = ("ramp:broadcast", "ramp:agents", "redis-memory")
 CLUSTER_SERVERS = ("gateway", "gateway-redis", "faye-redis")
 
