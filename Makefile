@@ -9,9 +9,9 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed
 NODE_TESTS := tests/node
-NODE_BENCH := bench/faye bench/cometd
+NODE_BENCH := bench/faye bench/cometd bench/faye-redis
 
-.PHONY: install run test check lint types bench bench-quick clean python-venv system-deps node-deps
+.PHONY: install run test check lint types bench bench-quick bench-cluster clean python-venv system-deps node-deps
 
 install: $(DEV_STAMP) node-deps
 
@@ -89,6 +89,10 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python bench/run.py --quick
+
+# the servers on one Redis (gateway-redis, faye-redis) against their peers; needs redis-server
+bench-cluster: install
+	$(BIN)/python bench/run.py --only cluster
 
 clean:
 	rm -rf $(VENV) $(NODE_TESTS)/node_modules $(addsuffix /node_modules,$(NODE_BENCH)) .pytest_cache \

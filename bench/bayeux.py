@@ -290,7 +290,7 @@ class WebSocketClient(BayeuxClient):
         self.ws = ws
 
     async def _exchange(self, messages: list[dict[str, Any]]) -> list[Msg]:
-        if self.ws is None:
+        if self.ws is None or not self.ws.open:  # a server may close it on an error: retry anew
             await self.open()
         assert self.ws is not None
         self._pending = asyncio.get_running_loop().create_future()

@@ -13,6 +13,10 @@ Modes:
         whose p99 latency exceeds --max-p99 or that loses a message.
   idle  hold --clients long-poll sessions (handshake + subscribe + held connect) until stdin
         closes or says "stop"; used for the memory-per-session measurement.
+  queue --clients sessions handshake and subscribe (agents workload) and never connect; on
+        "publish" from stdin one publisher sends --events messages round-robin to their
+        channels, ``{"event": "queued"}`` once the server acknowledged them all; then hold until
+        "stop".  Used for the Redis memory per queued event.
 """
 
 from __future__ import annotations
@@ -80,8 +84,10 @@ def channels_for(args: argparse.Namespace, index: int) -> list[str]:
 
 
 async def open_clients(
-    args: argparse.Namespace, gen: Generator, anomalies: Anomalies
+    args: argparse.Namespace, gen: Generator, anomalies: Anomalies, connect: bool = True
 ) -> list[BayeuxClient]:
+    """Handshake and subscribe every client, then start its connect loop (unless
+    ``connect`` is false: the sessions then exist and never connect)."""
     endpoint = Endpoint(args.url)
     cls = LongPollClient if args.transport == "lp" else WebSocketClient
     clients: list[BayeuxClient] = [
@@ -95,11 +101,13 @@ async def open_clients(
         async with gate:
             for attempt in range(3):
                 try:
-                    await client.setup(channels_for(args, client.index))
-                    client.start()
+                    # a reply that never comes fails the attempt, not the whole run
+                    await asyncio.wait_for(client.setup(channels_for(args, client.index)), 30)
+                    if connect:
+                        client.start()
                     return
-                except (OSError, ConnectionError) as exc:
-                    failures[str(exc)[:120]] += 1
+                except (OSError, ConnectionError, TimeoutError) as exc:
+                    failures[str(exc)[:120] or type(exc).__name__] += 1
                     await asyncio.sleep(0.2 * (attempt + 1))
             raise ConnectionError(f"client {client.index} could not set up: {failures}")
 
@@ -185,6 +193,7 @@ async def run_step(
     before_anomalies = Counter(anomalies)
     failed0 = publisher.failed
     srv0 = sample(args.server_pid) if args.server_pid else None
+    redis0 = sample(args.redis_pid) if args.redis_pid else None
     cpu0, busy0, t0 = self_cpu(), machine_busy_seconds(), now()
     make = make_message_factory(args, publisher)
     await publish_step(publisher, rate, count, base, make, args.tick)
@@ -194,6 +203,7 @@ async def run_step(
         await asyncio.wait_for(tracker.done.wait(), max(0.0, deadline - now()))
     t1, cpu1, busy1 = now(), self_cpu(), machine_busy_seconds()
     srv1 = sample(args.server_pid) if args.server_pid else None
+    redis1 = sample(args.redis_pid) if args.redis_pid else None
     elapsed = t1 - t0
     lost = tracker.expected - tracker.delivered
     p99 = tracker.percentile(0.99)
@@ -228,7 +238,8 @@ async def run_step(
         "reason": "; ".join(reasons),
         "anomalies": {k: v for k, v in new_anomalies.items() if v > 0},
     }
-    add_server_figures(result, srv0, srv1, busy0, busy1, elapsed)
+    redis = (redis0, redis1) if redis0 is not None and redis1 is not None else None
+    add_server_figures(result, srv0, srv1, busy0, busy1, elapsed, redis)
     return result, base + count
 
 
@@ -280,6 +291,17 @@ async def ramp(args: argparse.Namespace) -> None:
     emit({"event": "done", "anomalies": dict(anomalies)})
 
 
+async def _command(expected: str) -> bool:
+    """Wait for the line ``expected`` on stdin; False when stdin closes or says "stop"."""
+    loop = asyncio.get_running_loop()
+    while True:
+        line = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
+        if line == expected:
+            return True
+        if not line or line == "stop":
+            return False
+
+
 async def idle(args: argparse.Namespace) -> None:
     anomalies = Anomalies()
     t_setup = now()
@@ -292,11 +314,7 @@ async def idle(args: argparse.Namespace) -> None:
             "anomalies": dict(anomalies),
         }
     )
-    loop = asyncio.get_running_loop()
-    while True:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line or line.strip() == "stop":
-            break
+    await _command("stop")
     connects = sum(c.connects for c in clients)
     for c in clients:
         c.stop()
@@ -304,11 +322,55 @@ async def idle(args: argparse.Namespace) -> None:
     emit({"event": "done", "connects": connects, "anomalies": dict(anomalies)})
 
 
+async def queue(args: argparse.Namespace) -> None:
+    anomalies = Anomalies()
+    t_setup = now()
+    clients = await open_clients(args, Generator(), anomalies, connect=False)
+    publisher = Publisher(args.url, TRANSPORTS["lp"], anomalies, now, max_batch=args.max_batch)
+    await publisher.start()  # its own session is there before the "before" figure is read
+    emit(
+        {
+            "event": "ready",
+            "clients": len(clients),
+            "setup_seconds": now() - t_setup,
+            "anomalies": dict(anomalies),
+        }
+    )
+    if await _command("publish"):
+        make = make_message_factory(args, publisher)
+        at = now()
+        messages = [make(seq, at) for seq in range(args.events)]
+        t0 = now()
+        publisher.publish(messages)
+        deadline = t0 + 60.0
+
+        def pending() -> bool:
+            return publisher.acked + publisher.failed < args.events and now() < deadline
+
+        while pending():  # noqa: ASYNC110 - the publisher counts replies and has no event
+            await asyncio.sleep(0.05)
+        emit(
+            {
+                "event": "queued",
+                "published": args.events,
+                "acked": publisher.acked,
+                "failed": publisher.failed,
+                "seconds": now() - t0,
+                "message_bytes": len(json.dumps(messages[-1], separators=(",", ":"))),
+            }
+        )
+        await _command("stop")
+    publisher.close()
+    for c in clients:
+        c.close()
+    emit({"event": "done", "anomalies": dict(anomalies)})
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("mode", choices=["ramp", "idle"])
+    p.add_argument("mode", choices=["ramp", "idle", "queue"])
     p.add_argument("--url", required=True, help="Bayeux URL, e.g. http://127.0.0.1:8000/faye")
     p.add_argument("--transport", choices=list(TRANSPORTS), default="lp")
     p.add_argument("--workload", choices=["broadcast", "agents", "self"], default="broadcast")
@@ -339,6 +401,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tick", type=float, default=0.002, help="publisher tick (s)")
     p.add_argument("--setup-concurrency", type=int, default=100)
     p.add_argument("--server-pid", type=int, default=0, help="sample this PID's CPU/RSS")
+    p.add_argument(
+        "--redis-pid",
+        type=int,
+        default=0,
+        help="the redis-server of the server under test: its CPU is reported apart",
+    )
+    p.add_argument("--events", type=int, default=10_000, help="queue mode: messages published")
     return p.parse_args(argv)
 
 
@@ -351,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
         runner: Any = asyncio.run
     else:
         runner = uvloop.run
-    runner(ramp(args) if args.mode == "ramp" else idle(args))
+    runner({"ramp": ramp, "idle": idle, "queue": queue}[args.mode](args))
 
 
 if __name__ == "__main__":

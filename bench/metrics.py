@@ -165,15 +165,28 @@ def add_server_figures(
     busy0: float,
     busy1: float,
     elapsed: float,
+    redis: tuple[ProcSample, ProcSample] | None = None,
 ) -> None:
     """Server CPU and RSS over a step, and the CPU anything else on the machine used (other
-    processes, kernel softirq, ...); ``result`` must already hold ``gen_cpu_pct``."""
+    processes, kernel softirq, ...); ``result`` must already hold ``gen_cpu_pct``.
+
+    ``redis``: the samples before and after the step of the redis-server the server keeps its
+    state in.  It is part of the server side: its CPU goes to ``redis_cpu_pct``, not to
+    ``other_cpu_pct``."""
     if srv0 is None or srv1 is None:
         return
     result["server_cpu_pct"] = 100 * (srv1.cpu_seconds - srv0.cpu_seconds) / elapsed
+    redis_pct = 0.0
+    if redis is not None:
+        redis_pct = 100 * (redis[1].cpu_seconds - redis[0].cpu_seconds) / elapsed
+        result["redis_cpu_pct"] = redis_pct
+        result["redis_rss_mib"] = redis[1].rss_kib / 1024
     result["other_cpu_pct"] = max(
         0.0,
-        100 * (busy1 - busy0) / elapsed - result["server_cpu_pct"] - result["gen_cpu_pct"],
+        100 * (busy1 - busy0) / elapsed
+        - result["server_cpu_pct"]
+        - redis_pct
+        - result["gen_cpu_pct"],
     )
     result["server_rss_mib"] = srv1.rss_kib / 1024
     result["server_hwm_mib"] = srv1.hwm_kib / 1024

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from targets import TRANSPORT_NAMES, Held, ramp_targets, verdict
+
 GEN_BUSY_PCT = 75.0  # load generator CPU at or above this: it adds some queueing latency
 GEN_SATURATED_PCT = 90.0  # load generator CPU at or above this: its numbers are suspect
 OTHER_BUSY_PCT = 15.0  # CPU used by other processes during a step: results are noisy
-TRANSPORT_NAMES = {"lp": "long-poll", "ws": "websocket"}
 
 
 @dataclass
@@ -28,6 +29,8 @@ class Results:
     idle: dict[str, dict[str, Any]] = field(default_factory=dict)
     invites: dict[str, dict[str, Any]] = field(default_factory=dict)
     mail: dict[str, dict[str, Any]] = field(default_factory=dict)  # by IMAP server (bench/mail.py)
+    redis_memory: dict[str, dict[str, Any]] = field(default_factory=dict)  # bench/redismem.py
+    redis_version: str = ""  # the servers on Redis ran: the redis-server they ran on
     elapsed: float = 0.0
     drain: float = 3.0
     big_drain: float = 10.0
@@ -44,6 +47,7 @@ class Results:
             "idle": self.idle,
             "invites": self.invites,
             "mail": self.mail,
+            "redis_memory": self.redis_memory,
         }
 
 
@@ -56,7 +60,7 @@ def best_step(events: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str]
     best = None
     for step in _steps(events):
         if not step["held"]:
-            return best, f"{step['rate']:,.0f}/s: {step['reason']}"
+            return best, f"{_rate(step['rate'])}/s: {step['reason']}"
         best = step
     errors = [e["message"] for e in events if e.get("event") == "error"]
     if errors:
@@ -94,10 +98,6 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
-def _verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
-
-
 def render_ramps(res: Results, targets: list[str]) -> list[str]:
     out = [
         f"1. Rate ramp, {res.clients:,} clients, {res.step_seconds:g} s steps: highest step "
@@ -106,6 +106,11 @@ def render_ramps(res: Results, targets: list[str]) -> list[str]:
         "   published by one client in batches of up to 100; self: rate = msgs/s, each client",
         "   publishing its own to its own channel, one per POST or frame;",
         f"   lost = not delivered within {res.drain:g} s after the step's last publish)",
+        *(
+            ["   (srv CPU% of a server on Redis: the server + its redis-server, both on core 0)"]
+            if res.redis_version
+            else []
+        ),
         "",
     ]
     header = [
@@ -125,8 +130,7 @@ def render_ramps(res: Results, targets: list[str]) -> list[str]:
     rows: list[list[str]] = []
     for workload in ("broadcast", "agents", "self"):
         for transport in ("lp", "ws"):
-            per_server: dict[str, float] = {}
-            at_top: dict[str, bool] = {}
+            held: dict[str, Held] = {}
             for name in res.servers:
                 run = res.ramps.get((workload, transport, name))
                 if run is None:
@@ -134,7 +138,7 @@ def render_ramps(res: Results, targets: list[str]) -> list[str]:
                 best, stop = best_step(run["events"])
                 # before the notes below are added to ``stop``: a busy machine does not
                 # make the top of the ramp a failure
-                at_top[name] = stop == "ramp top reached" and not run.get("died")
+                at_top = stop == "ramp top reached" and not run.get("died")
                 gen = _gen_peak(run["events"])
                 gen_s = f"{gen:.0f}" + (" SATURATED" if gen >= GEN_SATURATED_PCT else "")
                 if run.get("died"):
@@ -149,52 +153,41 @@ def render_ramps(res: Results, targets: list[str]) -> list[str]:
                 # compare nominal delivery rates of the steps held (rate x fan-out), so that
                 # publish-timing jitter in the measured deliv/s cannot flip the verdict
                 fanout = res.clients if workload == "broadcast" else 1
-                per_server[name] = best["rate"] * fanout if best else 0.0
+                first = next(iter(_steps(run["events"])), None)
+                held[name] = Held(
+                    best["rate"] * fanout if best else 0.0,
+                    at_top,
+                    first["rate"] * fanout if first and not best else 0.0,
+                )
                 rows.append(
                     [
                         workload,
                         TRANSPORT_NAMES[transport],
                         name,
-                        _fmt(_get(best, "rate")),
+                        _rate(_get(best, "rate")),
                         _fmt(_get(best, "deliveries_per_s")),
                         _fmt(_get(best, "p50_ms")),
                         _fmt(_get(best, "p99_ms")),
                         _fmt(_get(best, "max_ms")),
-                        _fmt(_get(best, "server_cpu_pct")),
+                        _server_cpu(best),
                         _fmt(_get(best, "server_hwm_mib")),
                         gen_s,
                         stop,
                     ]
                 )
-            targets += _ramp_targets(workload, transport, per_server, at_top)
+            targets += ramp_targets(workload, transport, held)
     return out + _table(header, rows)
 
 
-def _ramp_targets(
-    workload: str, transport: str, per_server: dict[str, float], at_top: dict[str, bool]
-) -> list[str]:
-    """The gateway against each peer of one ramp: >= 2x Faye everywhere; ahead of
-    cometd-nodejs-server for the self-publish shape (its other rows: figures only)."""
-    if "gateway" not in per_server:
-        return []
-    lines = []
-    for peer, wanted in (("faye", 2.0), ("cometd", 1.0 if workload == "self" else None)):
-        if peer not in per_server:
-            continue
-        ratio = per_server["gateway"] / per_server[peer] if per_server[peer] else 0
-        bound = ">= " if at_top.get("gateway") else ""  # gateway never failed a step
-        verdict = (
-            "no target"
-            if wanted is None
-            else f"(target {'>=' if wanted > 1 else '>'} {wanted:g}x): "
-            + _verdict(ratio >= wanted if wanted > 1 else ratio > wanted)
-        )
-        lines.append(
-            f"{workload}/{TRANSPORT_NAMES[transport]}: gateway held "
-            f"{per_server['gateway']:,.0f} vs {peer} {per_server[peer]:,.0f} "
-            f"deliveries/s = {bound}{ratio:.2f}x {verdict}"
-        )
-    return lines
+def _rate(v: float | None) -> str:
+    return _fmt(v, ",.1f" if v is not None and v < 9.95 else ",.0f")
+
+
+def _server_cpu(step: dict[str, Any] | None) -> str:
+    """The server's CPU %, and its redis-server's after a ``+``."""
+    cpu = _fmt(_get(step, "server_cpu_pct"))
+    redis = _get(step, "redis_cpu_pct")
+    return cpu if redis is None else f"{cpu}+{redis:.0f}"
 
 
 def render_big(res: Results, targets: list[str]) -> list[str]:
@@ -246,13 +239,13 @@ def render_big(res: Results, targets: list[str]) -> list[str]:
                 _fmt(_get(s, "server_cpu_pct")),
                 _fmt(_get(s, "server_hwm_mib")),
                 _fmt(_get(s, "gen_cpu_pct")),
-                _verdict(ok) + (f" ({err})" if err else ""),
+                verdict(ok) + (f" ({err})" if err else ""),
             ]
         )
         if name == "gateway":
             targets.append(
                 f"{res.big_clients:,} clients at {res.big_rate:g} broadcasts/s over "
-                f"{TRANSPORT_NAMES[transport]}: gateway {_verdict(ok)}"
+                f"{TRANSPORT_NAMES[transport]}: gateway {verdict(ok)}"
             )
     return out + _table(header, rows)
 
@@ -307,7 +300,7 @@ def render_idle(res: Results, targets: list[str]) -> list[str]:
         ratio = per["gateway"] / per["faye"]
         targets.append(
             f"idle memory: gateway {per['gateway']:.2f} vs faye {per['faye']:.2f} "
-            f"KiB/session = {ratio:.2f}x (target <= 0.5x): {_verdict(ratio <= 0.5)}"
+            f"KiB/session = {ratio:.2f}x (target <= 0.5x): {verdict(ratio <= 0.5)}"
         )
     return out
 
@@ -482,14 +475,14 @@ def render_mail(mail: dict[str, dict[str, Any]], targets: list[str]) -> list[str
             targets.append(
                 f"mail-to-screen, {r['label']}: p50 {_ms(r['screen_ms'], 'p50')} ms = IMAP "
                 f"notification p50 {_ms(r['notify_ms'], 'p50')} ms {over:+,.1f} ms "
-                f"(target <= +50 ms): {_verdict(r['screen_ok'])}"
+                f"(target <= +50 ms): {verdict(r['screen_ok'])}"
             )
         else:
-            targets.append(f"mail-to-screen, {r['label']}: no figures: {_verdict(None)}")
+            targets.append(f"mail-to-screen, {r['label']}: no figures: {verdict(None)}")
         if r["send_ms"] is not None:
             targets.append(
                 f"Send -> SMTP accepted (run with {r['server']}): p50 "
-                f"{_ms(r['send_ms'], 'p50')} ms (target < 50 ms): {_verdict(r['send_ok'])}"
+                f"{_ms(r['send_ms'], 'p50')} ms (target < 50 ms): {verdict(r['send_ok'])}"
             )
     out += _table(header, rows)
     screen = [r["screen_ms"]["p50"] for r in mail.values() if r["screen_ms"]]
@@ -504,6 +497,67 @@ def render_mail(mail: dict[str, dict[str, Any]], targets: list[str]) -> list[str
             f"here a reply reaches SMTP in p50 {_span(send)} ms",
         ]
     return out
+
+
+def render_redis_memory(res: Results, targets: list[str]) -> list[str]:
+    """Redis memory per idle session and per queued event (bench/redismem.py)."""
+    runs = [(name, res.redis_memory[name]) for name in res.servers if name in res.redis_memory]
+    idle = runs[0][1]["idle"]
+    queue = runs[0][1]["queue"]
+    out = [
+        "6. Redis memory: INFO memory of the server's own redis-server, before and after; keys = "
+        "used_memory - mem_clients_normal - used_memory_scripts",
+        "   (the data alone: without the buffers of the server's connections to Redis, counted "
+        "in used_memory, nor the Lua script cache)",
+        f"   idle: {idle['sessions']:,} long-poll sessions, each subscribed to a channel of its "
+        f"own and holding a connect; queued: {queue['events']:,} events of "
+        f"{queue['message_bytes']} bytes (as published)",
+        f"   round-robin to the channels of {queue['sessions']:,} sessions that handshook, "
+        "subscribed and never connect; Redis conns = connected_clients after",
+        "",
+    ]
+    header = [
+        "server",
+        "",
+        "",
+        "idle sessions",
+        "keys B/session",
+        "used B/session",
+        "Redis conns",
+        "events in Redis",
+        "keys B/event",
+        "used B/event",
+        "Redis conns ",
+        "anomalies",
+    ]
+    rows = []
+    for name, run in runs:
+        i, q = run["idle"], run["queue"]
+        notes = [f"{k}: {v}" for k, v in {**i["anomalies"], **q["anomalies"]}.items()]
+        if q["in_redis"] != q["events"]:
+            notes.append(f"{q['in_redis']:,} of {q['events']:,} events in Redis")
+        rows.append(
+            [
+                name,
+                "",
+                "",
+                f"{i['sessions']:,}",
+                f"{i['keys_per_item']:,.0f}",
+                f"{i['used_per_item']:,.0f}",
+                f"{i['redis_clients']}",
+                f"{q['in_redis']:,}",
+                f"{q['keys_per_item']:,.0f}",
+                f"{q['used_per_item']:,.0f}",
+                f"{q['redis_clients']}",
+                "; ".join(notes) or "-",
+            ]
+        )
+        targets.append(
+            f"Redis memory, {name}: {i['keys_per_item']:,.0f} B per idle session, "
+            f"{q['keys_per_item']:,.0f} B per queued event ({q['message_bytes']} B published): "
+            "figures only, no target"
+        )
+    return out + _table(header, rows)
 
 
 def render_anomalies(res: Results) -> list[str]:
@@ -545,8 +599,15 @@ def render(res: Results) -> str:
     out = [
         f"Bayeux benchmark, {res.started}, {mode}, {res.elapsed / 60:.1f} min",
         "server pinned to core 0 (taskset -c 0); load generator pinned to core 1 (taskset -c 1)",
-        f"peers: {', '.join(res.peer_versions) or 'none'}, default memory engines; gateway: "
+        f"peers: {', '.join(res.peer_versions) or 'none'}; gateway: "
         "python -m gateway serve (GATEWAY_LOG__LEVEL=warning)",
+        "engines: in memory"
+        + (
+            f"; faye-redis and gateway-redis (GATEWAY_ENGINE__KIND=redis) on a fresh "
+            f"{res.redis_version} per scenario, pinned to core 0 with the server"
+            if res.redis_version
+            else ""
+        ),
         *[f"NOTE: {n}" for n in res.notes],
         "",
     ]
@@ -561,6 +622,8 @@ def render(res: Results) -> str:
         out += [*render_invites(res, targets), ""]
     if res.mail:
         out += [*render_mail(res.mail, targets), ""]
+    if res.redis_memory:
+        out += [*render_redis_memory(res, targets), ""]
     out += [*render_anomalies(res), ""]
     gen_peak = max(
         [

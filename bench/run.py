@@ -5,8 +5,10 @@ side by side.
     .venv/bin/python bench/run.py --quick    # smoke version, a few minutes
     .venv/bin/python bench/run.py --servers gateway --only invites   # contact center, ~1 min
     .venv/bin/python bench/run.py --only mail     # mail latency (Dovecot, pymap), ~1.5 min
+    .venv/bin/python bench/run.py --only cluster  # on Redis: gateway-redis, faye-redis, 10-25 min
 
-Each scenario gets a fresh server pinned to core 0 (``taskset -c 0``); the load generator
+Each scenario gets a fresh server pinned to core 0 (``taskset -c 0``), and the servers on Redis
+(faye-redis, gateway-redis) a fresh redis-server pinned to the same core; the load generator
 (bench/loadgen.py) runs pinned to core 1.  Traffic goes to 127.0.0.1 only.  The table is
 printed and written to bench/results/latest.txt (raw numbers: latest.json).
 """
@@ -18,6 +20,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -28,6 +31,7 @@ from typing import Any
 
 import invites as invites_gen
 import mailbench as mail_bench
+import redismem
 from metrics import machine_busy_seconds, sample
 from report import Results, render
 from servers import (
@@ -40,10 +44,12 @@ from servers import (
     cometd_spec,
     ensure_node_peer_installed,
     established_connections,
+    faye_redis_spec,
     faye_spec,
     gateway_available,
     gateway_spec,
     node_peer_version,
+    redis_server_version,
 )
 
 SERVER_CORE, GEN_CORE = 0, 1
@@ -52,6 +58,12 @@ LOG_DIR = RESULTS_DIR / "logs"
 RAMPS = [(w, t) for w in ("broadcast", "agents", "self") for t in ("lp", "ws")]
 # cometd-nodejs-server has no websocket transport: it runs the long-polling ramps only.
 LONG_POLLING_ONLY = {"cometd"}
+SERVERS = ("faye", "cometd", "gateway", "gateway-redis", "faye-redis")  # the table's order
+DEFAULT_SERVERS = ("faye", "cometd", "gateway")
+# --only cluster: the servers on one Redis against their peers (bench/README.md, "Cluster").
+# Not in the default run: the two servers on Redis in all six ramps would take it past 30 min.
+CLUSTER = ("ramp:broadcast", "ramp:agents", "redis-memory")
+CLUSTER_SERVERS = ("gateway", "gateway-redis", "faye-redis")
 
 
 @dataclass
@@ -76,6 +88,12 @@ class Plan:
     invite_seconds: float = 5.0
     invite_drain: float = 5.0  # no Invited this long after the step's last creation = lost
     mail_messages: int = 50  # per IMAP server (mailbench.py)
+    # The servers on Redis start their ramps this many steps lower (broadcast from 1.2/s,
+    # agents from 125/s), so that a server slower than the first step still shows a figure.
+    redis_lower_steps: int = 6
+    redis_sessions: int = 1000  # idle sessions, Redis memory per session
+    redis_queue_sessions: int = 100  # sessions that never connect, and the events queued for
+    redis_events: int = 10_000  # them (100 each): Redis memory per queued event
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
@@ -98,18 +116,24 @@ class Plan:
             invite_rates=(50, 100, 200),
             invite_seconds=2.0,
             mail_messages=10,
+            redis_lower_steps=3,
+            redis_sessions=200,
+            redis_queue_sessions=20,
+            redis_events=2000,
         )
 
-    def rates(self, workload: str) -> list[float]:
+    def rates(self, workload: str, lower: int = 0) -> list[float]:
+        """The ramp's publish rates; ``lower``: starting that many steps below the first
+        (on the same grid; rates under 10/s with one decimal)."""
         first, last = {
             "broadcast": self.broadcast_rates,
             "agents": self.agents_rates,
             "self": self.self_rates,
         }[workload]
         out: list[float] = []
-        r = first
+        r = first / self.factor**lower
         while r <= last * 1.001:
-            out.append(round(r))
+            out.append(round(r, 1) if r < 9.95 else round(r))
             r *= self.factor
         return out
 
@@ -129,6 +153,7 @@ def other_load(seconds: float = 1.0) -> float:
 
 
 def loadgen_cmd(server: RunningServer, *args: str) -> list[str]:
+    redis = ["--redis-pid", str(server.redis.pid)] if server.redis is not None else []
     return [
         "taskset",
         "-c",
@@ -140,6 +165,7 @@ def loadgen_cmd(server: RunningServer, *args: str) -> list[str]:
         server.url,
         "--server-pid",
         str(server.pid),
+        *redis,
     ]
 
 
@@ -173,10 +199,11 @@ def progress(label: str, e: dict[str, Any]) -> None:
         print(f"  [{label}] {e['clients']} clients ready in {e['setup_seconds']:.1f} s")
     elif e["event"] == "step":
         flag = "held" if e["held"] else f"FAILED: {e['reason']}"
+        redis = f"+{e['redis_cpu_pct']:.0f}" if "redis_cpu_pct" in e else ""
         print(
-            f"  [{label}] {e['rate']:>7.0f}/s  deliv/s {e['deliveries_per_s']:>9,.0f}  "
+            f"  [{label}] {e['rate']:>7g}/s  deliv/s {e['deliveries_per_s']:>9,.0f}  "
             f"p50 {e['p50_ms']:>6.0f}  p99 {e['p99_ms']:>6.0f}  max {e['max_ms']:>6.0f} ms  "
-            f"srv {e.get('server_cpu_pct', 0):>3.0f}%  gen {e['gen_cpu_pct']:>3.0f}%  "
+            f"srv {e.get('server_cpu_pct', 0):>3.0f}{redis}%  gen {e['gen_cpu_pct']:>3.0f}%  "
             f"other {e.get('other_cpu_pct', 0):>3.0f}%  "
             f"conn/s {e['connects_per_s']:>6,.0f}  {flag}",
             flush=True,
@@ -208,7 +235,8 @@ def drive(spec: ServerSpec, label: str, timeout: float, **options: object) -> di
 
 
 def ramp(spec: ServerSpec, plan: Plan, workload: str, transport: str) -> dict[str, Any]:
-    rates = ",".join(str(r) for r in plan.rates(workload))
+    lower = plan.redis_lower_steps if spec.redis else 0
+    rates = ",".join(str(r) for r in plan.rates(workload, lower))
     return drive(
         spec,
         f"{spec.name}-{workload}-{transport}",
@@ -360,17 +388,78 @@ def picked(selected: list[str], section: str, runs: list[tuple[str, ...]]) -> li
     return [run for run in runs if any(list(run[: len(w)]) == w for w in wanted)]
 
 
+def expand_cluster(selected: list[str], servers: str | None) -> tuple[list[str], list[str]]:
+    """``--only`` with ``cluster`` spelled out, and the servers to run: ``--servers``, or by
+    default faye, cometd and the gateway, with the servers on Redis when ``cluster`` is asked
+    for (and only gateway, gateway-redis and faye-redis when nothing else is)."""
+    default = list(DEFAULT_SERVERS)
+    if "cluster" in selected:
+        others = [item for item in selected if item != "cluster"]
+        selected = [*others, *(item for item in CLUSTER if item not in others)]
+        extra = [name for name in CLUSTER_SERVERS if name not in default]
+        default = [*default, *extra] if others else list(CLUSTER_SERVERS)
+    return selected, servers.split(",") if servers else default
+
+
+def server_specs(
+    wanted: list[str], only: set[str], args: argparse.Namespace, notes: list[str]
+) -> list[ServerSpec]:
+    """The servers to run, in the table's order, their Node peers installed if needed."""
+    specs: list[ServerSpec] = []
+    bayeux_sections = only & {"ramp", "big", "idle", "invites"}  # mail starts its own servers
+    # on Redis: the ramps and the Redis memory section only
+    redis_sections = only & {"ramp", "redis-memory"}
+    redis_names = [n for n in ("faye-redis", "gateway-redis") if n in wanted]
+    if redis_names and redis_sections and shutil.which("redis-server") is None:
+        notes.append(f"{', '.join(redis_names)} not run: redis-server not found")
+        redis_sections = set()
+    gateway_ok, why = (
+        gateway_available() if {"gateway", "gateway-redis"} & set(wanted) else (False, "")
+    )
+    overrides = dict(kv.split("=", 1) for kv in args.gateway_env)
+    if args.redis_url_query and "gateway-redis" in wanted:
+        notes.append(f"gateway-redis's Redis URL ends in ?{args.redis_url_query}")
+    for name in SERVERS:
+        if name not in wanted:
+            continue
+        if name == "faye" and bayeux_sections:
+            ensure_node_peer_installed("faye")
+            specs.append(faye_spec())
+        elif name == "cometd" and "ramp" in only:  # long-polling ramps only (LONG_POLLING_ONLY)
+            ensure_node_peer_installed("cometd")
+            specs.append(cometd_spec())
+        elif name == "faye-redis" and redis_sections:
+            ensure_node_peer_installed("faye-redis")
+            specs.append(faye_redis_spec())
+        elif name in ("gateway", "gateway-redis"):
+            on_redis = name == "gateway-redis"
+            if not (redis_sections if on_redis else bayeux_sections):
+                continue
+            if gateway_ok:
+                query = args.redis_url_query if on_redis else ""
+                specs.append(gateway_spec(overrides, redis=on_redis, redis_query=query))
+            else:
+                notes.append(f"{name} not run: {why}")
+    return specs
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--quick", action="store_true", help="short smoke version")
-    p.add_argument("--servers", default="faye,cometd,gateway", help="comma-separated subset")
+    p.add_argument(
+        "--servers",
+        default=None,
+        help=f"comma-separated subset of {', '.join(SERVERS)} (default: "
+        f"{','.join(DEFAULT_SERVERS)}; with --only cluster: {','.join(CLUSTER_SERVERS)})",
+    )
     p.add_argument(
         "--only",
         default="ramp,big,idle,invites,mail",
-        help="comma-separated subset of: ramp, big, idle, invites, mail; a ramp or big run can "
-        "be narrowed with colons: ramp:agents:ws, ramp:self:lp, ramp:broadcast, big:lp",
+        help="comma-separated subset of: ramp, big, idle, invites, mail, redis-memory, cluster; "
+        "a ramp or big run can be narrowed with colons: ramp:agents:ws, ramp:self:lp, "
+        "ramp:broadcast, big:lp; cluster = ramp:broadcast,ramp:agents,redis-memory",
     )
     p.add_argument(
         "--gateway-env",
@@ -379,21 +468,30 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="extra GATEWAY_* environment override (repeatable)",
     )
+    p.add_argument(
+        "--redis-url-query",
+        default="",
+        metavar="QUERY",
+        help="appended to gateway-redis's Redis URL after '?', e.g. max_connections=2000 "
+        "(redis-py's URL options; default: none, the gateway as shipped)",
+    )
     args = p.parse_args(argv)
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {GEN_CORE})  # keep the orchestrator off the server's core
     plan = Plan.make(args.quick)
     fd_limit = raise_nofile()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    wanted = args.servers.split(",")
-    selected = args.only.split(",")
+    selected, wanted = expand_cluster(args.only.split(","), args.servers)
     only = {item.split(":")[0] for item in selected}
-    known = {"ramp", "big", "idle", "invites", "mail", *(f"big:{t}" for t in BIG_TRANSPORTS)}
+    known = {"ramp", "big", "idle", "invites", "mail", "redis-memory", "cluster"}
+    known |= {f"big:{t}" for t in BIG_TRANSPORTS}
     known |= {f"ramp:{w}" for w, _ in RAMPS} | {f"ramp:{w}:{t}" for w, t in RAMPS}
     unknown = [item for item in selected if item not in known]
     if unknown:
         p.error(f"--only: unknown {', '.join(unknown)} (choose from {', '.join(sorted(known))})")
-    specs: list[ServerSpec] = []
+    strangers = [name for name in wanted if name not in SERVERS]
+    if strangers:
+        p.error(f"--servers: unknown {', '.join(strangers)} (choose from {', '.join(SERVERS)})")
     notes: list[str] = []
     busy = other_load()
     if busy >= 10:
@@ -402,26 +500,15 @@ def main(argv: list[str] | None = None) -> int:
             "results need an otherwise idle machine"
         )
         print(f"WARNING: {notes[-1]}", flush=True)
-    bayeux_sections = only & {"ramp", "big", "idle", "invites"}  # mail starts its own servers
-    if "faye" in wanted and bayeux_sections:
-        ensure_node_peer_installed("faye")
-        specs.append(faye_spec())
-    if "cometd" in wanted and "ramp" in only:  # long-polling ramps only, see LONG_POLLING_ONLY
-        ensure_node_peer_installed("cometd")
-        specs.append(cometd_spec())
-    if "gateway" in wanted and bayeux_sections:
-        ok, why = gateway_available()
-        if ok:
-            specs.append(gateway_spec(dict(kv.split("=", 1) for kv in args.gateway_env)))
-        else:
-            notes.append(f"gateway not run: {why}")
+    specs = server_specs(wanted, only, args, notes)
     if "invites" in only and not any(s.name == "gateway" for s in specs):
         notes.append("invites not run: it needs the gateway (Faye has no contact center)")
     results = Results(
         quick=plan.quick,
         servers=[s.name for s in specs],
         notes=notes,
-        peer_versions=[node_peer_version(s.name) for s in specs if s.name != "gateway"],
+        peer_versions=[node_peer_version(s.name) for s in specs if not s.is_gateway],
+        redis_version=redis_server_version() if any(s.redis for s in specs) else "",
         started=time.strftime("%Y-%m-%d %H:%M:%S"),
         clients=plan.clients,
         step_seconds=plan.step_seconds,
@@ -452,6 +539,16 @@ def main(argv: list[str] | None = None) -> int:
             results.big[f"{transport}:{spec.name}"] = big_broadcast(spec, plan, transport)
     for spec in baseline if "idle" in only else []:
         results.idle[spec.name] = idle_memory(spec, plan, fd_limit)
+    for spec in [s for s in specs if s.redis] if "redis-memory" in only else []:
+        results.redis_memory[spec.name] = redismem.run(
+            spec,
+            plan.redis_sessions,
+            plan.redis_queue_sessions,
+            plan.redis_events,
+            start_server,
+            loadgen_cmd,
+            LOG_DIR,
+        )
     # Faye has no contact center: this scenario runs against the gateway only.
     for spec in [s for s in specs if s.name == "gateway"] if "invites" in only else []:
         results.invites[spec.name] = invites(spec, plan)

@@ -1,5 +1,6 @@
 """Processes the bench starts: the servers under test (Faye, cometd-nodejs-server and the
-gateway, pinned to one core) and load-generator processes.  Only processes started here are
+gateway, pinned to one core; Faye and the gateway also on one Redis, each with a redis-server
+of its own on the same core) and load-generator processes.  Only processes started here are
 stopped, by their PID.
 
 The gateway runs as ``python -m gateway`` from the repository this bench belongs to, with the
@@ -27,17 +28,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis as redis_client
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 FAYE_DIR = BENCH_DIR / "faye"
 COMETD_DIR = BENCH_DIR / "cometd"
+FAYE_REDIS_DIR = BENCH_DIR / "faye-redis"
 # The Node peers: bench directory (server.js, package.json, package-lock.json) and the npm
 # package whose version the report names.
-NODE_PEERS = {"faye": (FAYE_DIR, "faye"), "cometd": (COMETD_DIR, "cometd-nodejs-server")}
+NODE_PEERS = {
+    "faye": (FAYE_DIR, "faye"),
+    "cometd": (COMETD_DIR, "cometd-nodejs-server"),
+    "faye-redis": (FAYE_REDIS_DIR, "faye-redis"),
+}
+# The packages a peer's version line names besides its own (faye-redis runs inside Faye).
+PEER_ALSO = {"faye-redis": ("faye", "redis")}
 GATEWAY_CMD = [sys.executable, "-m", "gateway"]
 HOST = "127.0.0.1"
 DATA_DIR_ENV = "GATEWAY_STORE__DATA_DIR"
 ANONYMOUS_ENV = "GATEWAY_AGENTS__ALLOW_ANONYMOUS_BAYEUX"
+ENGINE_ENV = "GATEWAY_ENGINE__KIND"
+REDIS_URL_ENV = "GATEWAY_ENGINE__REDIS_URL"
 
 
 @dataclass
@@ -47,11 +59,20 @@ class ServerSpec:
     env: dict[str, str] = field(default_factory=dict)
     # ready when this path answers any HTTP status (default: an anonymous handshake succeeds)
     ready_path: str = ""
+    # keeps its state in a redis-server that the bench starts with it (and stops after it)
+    redis: bool = False
+    # the gateway on Redis: a query appended to its Redis URL (redis-py's URL options)
+    redis_query: str = ""
 
-    def argv(self, port: int) -> list[str]:
+    @property
+    def is_gateway(self) -> bool:
+        return self.name not in NODE_PEERS
+
+    def argv(self, port: int, redis_port: int = 0) -> list[str]:
         if self.name in NODE_PEERS:
             server_js = NODE_PEERS[self.name][0] / "server.js"
-            return [shutil.which("node") or "node", str(server_js), str(port), HOST]
+            redis = [str(redis_port), HOST] if self.redis else []
+            return [shutil.which("node") or "node", str(server_js), str(port), HOST, *redis]
         return [*GATEWAY_CMD, "serve", "--host", HOST, "--port", str(port)]
 
     @property
@@ -68,7 +89,17 @@ def cometd_spec() -> ServerSpec:
     return ServerSpec("cometd", "/cometd")
 
 
-def gateway_spec(overrides: dict[str, str] | None = None) -> ServerSpec:
+def faye_redis_spec() -> ServerSpec:
+    """Faye on the faye-redis engine, on a redis-server of its own."""
+    return ServerSpec("faye-redis", "/faye", redis=True)
+
+
+def gateway_spec(
+    overrides: dict[str, str] | None = None, redis: bool = False, redis_query: str = ""
+) -> ServerSpec:
+    """The gateway on its memory engine, or (``redis``) on its Redis engine as
+    ``gateway-redis``; the Redis URL (+ ``?redis_query``) is added when its redis-server has
+    started."""
     # The Bayeux scenarios' clients handshake anonymously (no agent login): allowed here only.
     # All of them connect from 127.0.0.1 (10,000 and 19,900 in the big runs), over the default
     # cap of connections per client address.
@@ -77,8 +108,11 @@ def gateway_spec(overrides: dict[str, str] | None = None) -> ServerSpec:
         ANONYMOUS_ENV: "true",
         "GATEWAY_SERVER__MAX_CONNECTIONS_PER_ADDRESS": "0",
     }
+    if redis:
+        env[ENGINE_ENV] = "redis"
     env.update(overrides or {})
-    return ServerSpec("gateway", "/cometd", env)
+    name = "gateway-redis" if redis else "gateway"
+    return ServerSpec(name, "/cometd", env, redis=redis, redis_query=redis_query)
 
 
 def ensure_node_peer_installed(name: str) -> None:
@@ -94,14 +128,30 @@ def ensure_node_peer_installed(name: str) -> None:
     subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=directory, check=True)
 
 
+def _npm_version(directory: Path, package: str) -> str:
+    meta = json.loads((directory / "node_modules" / package / "package.json").read_text())
+    return f"{package} {meta['version']}"
+
+
 def node_peer_version(name: str) -> str:
     directory, package = NODE_PEERS[name]
     try:
-        meta = json.loads((directory / "node_modules" / package / "package.json").read_text())
+        own = _npm_version(directory, package)
+        also = [_npm_version(directory, p) for p in PEER_ALSO.get(name, ())]
         node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
-        return f"{package} {meta['version']} on node {node.stdout.strip()}"
+        return own + (f" ({', '.join(also)})" if also else "") + f" on node {node.stdout.strip()}"
     except (OSError, ValueError, KeyError):
         return f"{package} (version unknown)"
+
+
+def redis_server_version() -> str:
+    """``redis-server 7.0.15``, or why there is none."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return "redis-server not found"
+    done = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    version = next((w[2:] for w in done.stdout.split() if w.startswith("v=")), "?")
+    return f"redis-server {version}"
 
 
 def gateway_available() -> tuple[bool, str]:
@@ -159,8 +209,70 @@ def _answers(url: str) -> bool:
         return False
 
 
+class RedisServer:
+    """A redis-server started by the bench for one server under test: a free loopback port, a
+    temporary directory, no persistence, pinned with ``taskset -c CORE``; stopped by its PID."""
+
+    def __init__(self, core: int, log_path: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server not found (Debian: apt-get install redis-server)")
+        self.port = free_port()
+        self.url = f"redis://{HOST}:{self.port}/0"
+        self.directory = tempfile.mkdtemp(prefix="bench-redis-")
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        # started by the bench, for one scenario: nothing is saved, nothing survives it
+        options = ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+        where = ["--port", str(self.port), "--bind", HOST, "--dir", self.directory]
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", str(core), binary, *where, *options],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.pid = self.proc.pid
+        self.client = redis_client.Redis(host=HOST, port=self.port, socket_timeout=10)
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+            with contextlib.suppress(redis_client.RedisError, OSError):
+                if self.client.ping():
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server not answering on port {self.port}")
+
+    def memory(self) -> dict[str, Any]:
+        """``INFO memory`` and the number of connected clients."""
+        info: dict[str, Any] = self.client.info("memory")
+        info["connected_clients"] = self.client.info("clients")["connected_clients"]
+        return info
+
+    def list_entries(self) -> int:
+        """Entries in all the lists of the database (the queued events, for both engines)."""
+        return sum(
+            int(self.client.llen(key)) for key in self.client.scan_iter(count=1000, _type="list")
+        )
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
 class RunningServer:
-    """A server process started by the bench, pinned with ``taskset -c CORE``."""
+    """A server process started by the bench, pinned with ``taskset -c CORE``; for a spec
+    with ``redis``, its redis-server first, on the same core."""
 
     def __init__(self, spec: ServerSpec, core: int, log_path: Path) -> None:
         self.spec = spec
@@ -169,23 +281,41 @@ class RunningServer:
         self.url = self.base + spec.mount
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.redis: RedisServer | None = None
+        if spec.redis:
+            self.redis = RedisServer(core, log_path.with_name(f"redis-{log_path.name}"))
+            try:
+                self.redis.wait_ready()
+            except RuntimeError:
+                self.redis.stop()
+                raise
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         env = {**os.environ, **spec.env}
+        if self.redis is not None and spec.is_gateway:
+            query = f"?{spec.redis_query}" if spec.redis_query else ""
+            env[REDIS_URL_ENV] = self.redis.url + query
         # Every gateway run gets its own data directory (SQLite store, users file), removed in
         # stop(), unless the spec names one (then whoever made it removes it).
         self._data_dir: str | None = None
-        if spec.name == "gateway" and DATA_DIR_ENV not in spec.env:
+        if spec.is_gateway and DATA_DIR_ENV not in spec.env:
             self._data_dir = tempfile.mkdtemp(prefix="bench-gateway-")
             env[DATA_DIR_ENV] = self._data_dir
-        self.proc = subprocess.Popen(
-            ["taskset", "-c", str(core), *spec.argv(self.port)],
-            cwd=spec.cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a terminal Ctrl-C reaches run.py only; it stops us
-        )
+        redis_port = self.redis.port if self.redis is not None else 0
+        try:
+            self.proc = subprocess.Popen(
+                ["taskset", "-c", str(core), *spec.argv(self.port, redis_port)],
+                cwd=spec.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a terminal Ctrl-C reaches run.py only; it stops us
+            )
+        except OSError:
+            self._log.close()
+            if self.redis is not None:
+                self.redis.stop()
+            raise
         self.pid = self.proc.pid  # taskset execs the server: same PID
 
     def wait_ready(self, timeout: float = 60.0) -> None:
@@ -206,7 +336,8 @@ class RunningServer:
         return self.proc.poll() is None
 
     def stop(self) -> int | None:
-        """SIGTERM, then SIGKILL after 10 s; returns the exit code."""
+        """SIGTERM, then SIGKILL after 10 s; its redis-server after it; returns the server's
+        exit code."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -215,6 +346,8 @@ class RunningServer:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self._log.close()
+        if self.redis is not None:
+            self.redis.stop()
         if self._data_dir is not None:
             shutil.rmtree(self._data_dir, ignore_errors=True)
         return self.proc.returncode
